@@ -1,0 +1,71 @@
+"""Argument validation shared by the functional normalizers.
+
+Every check runs at trace time on static shapes, so a bad argument fails with
+a message that names it before XLA sees anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from jax import lax
+
+
+def canonical_axes(axes: int | Iterable[int], ndim: int, name: str,
+                   shape: Sequence[int] | None = None) -> tuple[int, ...]:
+  """Sorted, deduplicated non-negative axes; ValueError naming ``name`` if out of range."""
+  if isinstance(axes, (int, np.integer)):
+    axes = (int(axes),)
+  result = []
+  for axis in axes:
+    if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+      where = f"shape {tuple(shape)}" if shape is not None else f"rank {ndim}"
+      raise ValueError(
+          f"{name}={axis!r} is out of range for an input of {where} "
+          f"(valid axes are {-ndim}..{ndim - 1})")
+    result.append(int(axis) % ndim)
+  return tuple(sorted(set(result)))
+
+
+def check_epsilon(epsilon: float) -> None:
+  if not epsilon > 0:
+    raise ValueError(f"epsilon must be > 0 so that 1/sqrt(var + epsilon) is finite; got epsilon={epsilon!r}")
+
+
+def check_momentum(momentum: float) -> None:
+  if not 0.0 <= momentum <= 1.0:
+    raise ValueError(f"momentum must be in [0, 1] (flax convention: running = momentum * running + "
+                     f"(1 - momentum) * batch); got momentum={momentum!r}")
+
+
+def check_mask(mask: Any, shape: Sequence[int]) -> None:
+  if mask is None:
+    return
+  try:
+    broadcast = np.broadcast_shapes(np.shape(mask), tuple(shape))
+  except ValueError:
+    broadcast = None
+  if broadcast != tuple(shape):
+    raise ValueError(f"mask of shape {np.shape(mask)} does not broadcast to the input shape {tuple(shape)}")
+
+
+def check_axis_name(axis_name: Any) -> None:
+  """Fails early, and readably, when ``axis_name`` is not bound by pmap/shard_map/vmap."""
+  if axis_name is None:
+    return
+  try:
+    lax.axis_size(axis_name)
+  except NameError:
+    raise ValueError(
+        f"axis_name={axis_name!r} is not bound: cross-device statistics need the call to run "
+        f"inside jax.pmap / jax.shard_map / jax.vmap with axis_name={axis_name!r}. Outside of "
+        f"them pass axis_name=None (Module.init skips the collective automatically); under "
+        f"jax.jit with sharded inputs no axis_name is needed.") from None
+
+
+def check_feature_params(name: str, param: Any, expected: Sequence[int]) -> None:
+  if param is not None and tuple(np.shape(param)) != tuple(expected):
+    raise ValueError(f"{name} has shape {tuple(np.shape(param))} but the input's feature axes have "
+                     f"shape {tuple(expected)}")

@@ -1,0 +1,210 @@
+"""flax.linen modules over the functional normalizers.
+
+Each class takes the constructor arguments, call signature, defaults and
+variable names of the flax.linen class of the same name (``params``:
+``scale``, ``bias``; ``batch_stats``: ``mean``, ``var``), so variables made by
+flax.linen load into ours. The modules only declare variables and call
+:mod:`normzoo.norms.functional`. Where we differ from flax.linen, it is a fix:
+
+* variance is accurate when ``|mean| >> std`` (flax's default one-pass
+  ``E[x^2] - E[x]^2`` is not); ``use_fast_variance`` picks between two
+  accurate formulas (shifted one-pass / two-pass);
+* with ``axis_name`` and ``mask``, statistics are weighted by each device's
+  valid count (flax averages per-device means equally);
+* statistics are float32 for bf16/fp16 input whatever
+  ``force_float32_reductions`` says (the field is accepted for compatibility);
+* mistakes (unbound ``axis_name``, missing or immutable ``batch_stats``,
+  groups that do not divide the channels, ...) raise a ValueError that says
+  what to change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.linen import initializers
+
+from normzoo.norms import _checks, functional
+
+Array = jax.Array
+Axes = Any
+Dtype = Any
+Initializer = Any
+
+
+def _feature_params(module: nn.Module, shape: tuple[int, ...]) -> tuple[Array | None, Array | None]:
+  scale = (module.param("scale", module.scale_init, shape, module.param_dtype)
+           if module.use_scale else None)
+  bias = (module.param("bias", module.bias_init, shape, module.param_dtype)
+          if getattr(module, "use_bias", False) else None)
+  return scale, bias
+
+
+def _axis_name_unless_init(module: nn.Module) -> Any:
+  # Module.init usually runs outside pmap/shard_map, where the axis is unbound;
+  # statistics during init are thrown away anyway.
+  return None if module.is_initializing() else module.axis_name
+
+
+class BatchNorm(nn.Module):
+  """Batch normalization; drop-in for ``flax.linen.BatchNorm``.
+
+  Extra fields: ``unbiased_running_var`` stores the ``n / (n - 1)`` corrected
+  batch variance in the running ``var``, as PyTorch does (with
+  ``momentum=0.9, epsilon=1e-5`` this reproduces
+  ``torch.nn.BatchNorm2d(momentum=0.1)``).
+  """
+  use_running_average: bool | None = None
+  axis: int = -1
+  momentum: float = 0.99
+  epsilon: float = 1e-5
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+  use_bias: bool = True
+  use_scale: bool = True
+  bias_init: Initializer = initializers.zeros
+  scale_init: Initializer = initializers.ones
+  axis_name: str | None = None
+  axis_index_groups: Any = None
+  use_fast_variance: bool = True
+  force_float32_reductions: bool = True
+  unbiased_running_var: bool = False
+
+  @nn.compact
+  def __call__(self, x: Array, use_running_average: bool | None = None, *,
+               mask: Array | None = None) -> Array:
+    use_running_average = nn.merge_param("use_running_average", self.use_running_average,
+                                         use_running_average)
+    feature_axes = _checks.canonical_axes(self.axis, x.ndim, "axis", x.shape)
+    feature_shape = tuple(x.shape[a] for a in feature_axes)
+    _require_batch_stats(self, train=not use_running_average)
+    ra_mean = self.variable("batch_stats", "mean", jnp.zeros, feature_shape, jnp.float32)
+    ra_var = self.variable("batch_stats", "var", jnp.ones, feature_shape, jnp.float32)
+    scale, bias = _feature_params(self, feature_shape)
+    y, mean, var = functional.batch_norm(
+        x, scale, bias, ra_mean.value, ra_var.value, use_running_average=use_running_average,
+        axis=self.axis, momentum=self.momentum, epsilon=self.epsilon,
+        axis_name=_axis_name_unless_init(self), axis_index_groups=self.axis_index_groups,
+        mask=mask, use_fast_variance=self.use_fast_variance,
+        unbiased_running_var=self.unbiased_running_var, dtype=self.dtype)
+    if not use_running_average and not self.is_initializing():
+      ra_mean.value, ra_var.value = mean, var
+    return y
+
+
+def _require_batch_stats(module: nn.Module, train: bool) -> None:
+  """Turns flax's scope errors about ``batch_stats`` into instructions."""
+  if module.is_initializing():
+    return
+  name = type(module).__name__
+  if not module.has_variable("batch_stats", "mean"):
+    raise ValueError(
+        f"{name} {module.name!r} has no 'batch_stats': pass the full variables returned by "
+        f"init (variables={{'params': ..., 'batch_stats': ...}}) to apply()")
+  if train and not module.is_mutable_collection("batch_stats"):
+    raise ValueError(
+        f"{name} {module.name!r} in training mode updates its running statistics: call "
+        f"apply(..., mutable=['batch_stats']) and keep the returned 'batch_stats', or pass "
+        f"use_running_average=True to evaluate with the running statistics")
+
+
+class LayerNorm(nn.Module):
+  """Layer normalization; drop-in for ``flax.linen.LayerNorm``.
+
+  ``reduction_axes=None`` (our addition) reduces over every axis except the
+  leading batch axis, the layer norm of convolutional nets.
+  """
+  epsilon: float = 1e-6
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+  use_bias: bool = True
+  use_scale: bool = True
+  bias_init: Initializer = initializers.zeros
+  scale_init: Initializer = initializers.ones
+  reduction_axes: Axes = -1
+  feature_axes: Axes = -1
+  axis_name: str | None = None
+  axis_index_groups: Any = None
+  use_fast_variance: bool = True
+  force_float32_reductions: bool = True
+
+  @nn.compact
+  def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
+    feature_axes = _checks.canonical_axes(self.feature_axes, x.ndim, "feature_axes", x.shape)
+    scale, bias = _feature_params(self, tuple(x.shape[a] for a in feature_axes))
+    return functional.layer_norm(
+        x, scale, bias, reduction_axes=self.reduction_axes, feature_axes=self.feature_axes,
+        epsilon=self.epsilon, axis_name=_axis_name_unless_init(self),
+        axis_index_groups=self.axis_index_groups, mask=mask,
+        use_fast_variance=self.use_fast_variance, dtype=self.dtype)
+
+
+class GroupNorm(nn.Module):
+  """Group normalization; drop-in for ``flax.linen.GroupNorm`` (32 groups by default)."""
+  num_groups: int | None = 32
+  group_size: int | None = None
+  epsilon: float = 1e-6
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+  use_bias: bool = True
+  use_scale: bool = True
+  bias_init: Initializer = initializers.zeros
+  scale_init: Initializer = initializers.ones
+  reduction_axes: Axes | None = None
+  axis_name: str | None = None
+  axis_index_groups: Any = None
+  use_fast_variance: bool = True
+  force_float32_reductions: bool = True
+
+  @nn.compact
+  def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
+    functional.resolve_num_groups(x.shape[-1], self.num_groups, self.group_size)
+    scale, bias = _feature_params(self, (x.shape[-1],))
+    return functional.group_norm(
+        x, scale, bias, num_groups=self.num_groups, group_size=self.group_size,
+        reduction_axes=self.reduction_axes, epsilon=self.epsilon,
+        axis_name=_axis_name_unless_init(self), axis_index_groups=self.axis_index_groups,
+        mask=mask, use_fast_variance=self.use_fast_variance, dtype=self.dtype)
+
+
+class InstanceNorm(nn.Module):
+  """Instance normalization; drop-in for ``flax.linen.InstanceNorm``."""
+  epsilon: float = 1e-6
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+  use_bias: bool = True
+  use_scale: bool = True
+  bias_init: Initializer = initializers.zeros
+  scale_init: Initializer = initializers.ones
+  feature_axes: Axes = -1
+  axis_name: str | None = None
+  axis_index_groups: Any = None
+  use_fast_variance: bool = True
+  force_float32_reductions: bool = True
+
+  @nn.compact
+  def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
+    feature_axes = _checks.canonical_axes(self.feature_axes, x.ndim, "feature_axes", x.shape)
+    scale, bias = _feature_params(self, tuple(x.shape[a] for a in feature_axes))
+    return functional.instance_norm(
+        x, scale, bias, feature_axes=self.feature_axes, epsilon=self.epsilon,
+        axis_name=_axis_name_unless_init(self), axis_index_groups=self.axis_index_groups,
+        mask=mask, use_fast_variance=self.use_fast_variance, dtype=self.dtype)
+
+
+class Identity(nn.Module):
+  """No normalization (registry name ``none``).
+
+  Accepts the call arguments of the other normalizers (and ``dtype``) so a
+  model can switch normalization off without changing how it calls layers.
+  """
+  dtype: Dtype | None = None
+
+  @nn.compact
+  def __call__(self, x: Array, use_running_average: bool | None = None, *,
+               mask: Array | None = None) -> Array:
+    del use_running_average, mask
+    return x if self.dtype is None else x.astype(self.dtype)

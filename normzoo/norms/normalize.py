@@ -1,0 +1,153 @@
+"""The shared kernel of every normalizer: standardize, then scale and shift.
+
+``y = (x - mean) * scale / sqrt(var + epsilon) + bias`` where ``mean`` and
+``var`` are either computed from ``x`` itself (batch statistics, with a
+hand-written backward) or given (running statistics, plain autodiff).
+
+All arrays here are already laid out for broadcasting: ``scale`` and ``bias``
+have ``x.ndim`` dimensions, 1 where they do not vary. The public functions in
+:mod:`normzoo.norms.functional` do that reshaping.
+
+Backward of the batch-statistics path, with ``x_hat = (x - mean) * inv``,
+``g = dL/dx_hat = dL/dy * scale``, ``m`` the mask and ``N`` the valid count
+(global across devices), sums running over every element of the statistic's
+slice on every device::
+
+    dL/dx = inv * (g - m * sum(g) / N - m * x_hat * sum(g * x_hat) / N)
+            + m * (dL/dmean + 2 * dL/dvar * (x - mean)) / N
+
+It needs one pass to reduce ``sum(g)`` and ``sum(g * x_hat)`` (for batch
+norm these are exactly the bias and scale gradients times ``scale``), one
+``psum`` of those per-channel sums when ``axis_name`` is set, and one
+elementwise pass; only ``x``, ``mean`` and ``1/std`` are saved from the
+forward.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from normzoo.norms import stats
+
+Array = jax.Array
+
+
+class StatSpec(NamedTuple):
+  """Static (hashable) description of one batch-statistics normalization."""
+  axes: tuple[int, ...]
+  epsilon: float
+  axis_name: Any
+  axis_index_groups: Any
+  use_fast_variance: bool
+  out_dtype: Any
+
+
+def hashable_groups(axis_index_groups: Any) -> Any:
+  if axis_index_groups is None:
+    return None
+  return tuple(tuple(int(i) for i in group) for group in axis_index_groups)
+
+
+def output_dtype(dtype: Any, *arrays: Array | None) -> jnp.dtype:
+  """flax.linen's rule: ``dtype`` if given, else the promoted type of the inputs and params."""
+  if dtype is not None:
+    return jnp.dtype(dtype)
+  return jnp.result_type(*[a for a in arrays if a is not None])
+
+
+def _affine(xf: Array, mean: Array, inv: Array, scale: Array | None, bias: Array | None,
+            out_dtype: Any) -> Array:
+  mul = inv if scale is None else inv * scale.astype(inv.dtype)
+  y = (xf - mean) * mul
+  if bias is not None:
+    y = y + bias.astype(inv.dtype)
+  return y.astype(out_dtype)
+
+
+def normalize_with_stats(x: Array, mean: Array, var: Array, scale: Array | None,
+                         bias: Array | None, epsilon: float, out_dtype: Any) -> Array:
+  """Normalizes with given (e.g. running) statistics; differentiable in all inputs."""
+  dtype = stats.stat_dtype(x.dtype)
+  inv = lax.rsqrt(var.astype(dtype) + epsilon)
+  return _affine(x.astype(dtype), mean.astype(dtype), inv, scale, bias, out_dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def normalize_with_batch_stats(x: Array, scale: Array | None, bias: Array | None,
+                               mask: Array | None, spec: StatSpec
+                               ) -> tuple[Array, Array, Array, Array]:
+  """Normalizes ``x`` with its own statistics over ``spec.axes``.
+
+  Returns:
+    ``(y, mean, var, count)``; the statistics keep the reduced axes as size 1
+    and ``count`` is the number of valid elements behind each statistic.
+  """
+  out, _ = _forward(x, scale, bias, mask, spec)
+  return out
+
+
+def _forward(x, scale, bias, mask, spec: StatSpec):
+  mean, var, count = stats.moments_keepdims(
+      x, spec.axes, axis_name=spec.axis_name, axis_index_groups=spec.axis_index_groups,
+      mask=mask, use_fast_variance=spec.use_fast_variance)
+  inv = lax.rsqrt(var + spec.epsilon)
+  y = _affine(x.astype(mean.dtype), mean, inv, scale, bias, spec.out_dtype)
+  return (y, mean, var, count), (x, scale, bias, mask, mean, inv, count)
+
+
+def _param_axes(param: Array, x: Array) -> tuple[int, ...]:
+  return tuple(a for a in range(x.ndim) if param.shape[a] == 1 and x.shape[a] != 1)
+
+
+def _backward(spec: StatSpec, residuals, cotangents):
+  x, scale, bias, mask, mean, inv, count = residuals
+  gy, ct_mean, ct_var, _ = cotangents
+  dtype = mean.dtype
+  xf = x.astype(dtype)
+  gyf = gy.astype(dtype)
+  xhat = (xf - mean) * inv
+
+  dscale = dbias = None
+  if scale is not None and scale.shape == mean.shape:
+    # Batch-norm layout: the parameter gradients are the statistic sums.
+    sum_gy = jnp.sum(gyf, axis=spec.axes, keepdims=True)
+    sum_gy_xhat = jnp.sum(gyf * xhat, axis=spec.axes, keepdims=True)
+    scale_f = scale.astype(dtype)
+    sum_g, sum_g_xhat = sum_gy * scale_f, sum_gy_xhat * scale_f
+    dscale = sum_gy_xhat.astype(scale.dtype)
+    if bias is not None:
+      dbias = sum_gy.astype(bias.dtype)
+  else:
+    g = gyf if scale is None else gyf * scale.astype(dtype)
+    sum_g = jnp.sum(g, axis=spec.axes, keepdims=True)
+    sum_g_xhat = jnp.sum(g * xhat, axis=spec.axes, keepdims=True)
+    if scale is not None:
+      dscale = jnp.sum(gyf * xhat, axis=_param_axes(scale, x), keepdims=True).astype(scale.dtype)
+  if bias is not None and dbias is None:
+    dbias = jnp.sum(gyf, axis=_param_axes(bias, x), keepdims=True).astype(bias.dtype)
+
+  if spec.axis_name is not None:
+    # The outputs on every device depend on every device's inputs through the
+    # shared statistics: one psum of the per-statistic sums makes this exact.
+    summed = lax.psum(jnp.stack([sum_g, sum_g_xhat, ct_mean, ct_var]), spec.axis_name,
+                      axis_index_groups=spec.axis_index_groups)
+    sum_g, sum_g_xhat, ct_mean, ct_var = summed[0], summed[1], summed[2], summed[3]
+
+  inv_n = 1.0 / jnp.maximum(count, 1.0)
+  g = gyf if scale is None else gyf * scale.astype(dtype)
+  centred = g - sum_g * inv_n - xhat * (sum_g_xhat * inv_n)
+  stat_terms = (ct_mean + 2.0 * ct_var * (xf - mean)) * inv_n
+  if mask is None:
+    dx = inv * centred + stat_terms
+  else:
+    valid = jnp.asarray(mask, bool)
+    dx = jnp.where(valid, inv * centred + stat_terms, inv * g)
+  return dx.astype(x.dtype), dscale, dbias, None
+
+
+normalize_with_batch_stats.defvjp(_forward, _backward)

@@ -1,0 +1,79 @@
+"""Name -> module constructor registry for normalizers.
+
+Models and configs refer to normalizers by name (``config.norm='group'``);
+:func:`get_norm` turns the name into a ``functools.partial`` of a linen module
+class, with any keyword overrides bound, so a model can build as many
+instances as it needs: ``norm = get_norm('group', num_groups=8); norm()(x)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+
+from normzoo.norms import modules
+
+NormConstructor = Callable[..., nn.Module]
+
+NORMS: dict[str, NormConstructor] = {
+    "batch": modules.BatchNorm,
+    "layer": modules.LayerNorm,
+    "group": modules.GroupNorm,
+    "instance": modules.InstanceNorm,
+    "none": modules.Identity,
+}
+
+
+def available_norms() -> list[str]:
+  """Sorted names accepted by :func:`get_norm`."""
+  return sorted(NORMS)
+
+
+def register_norm(name: str, constructor: NormConstructor) -> None:
+  """Adds ``constructor`` under ``name``; refuses to silently replace one."""
+  if name in NORMS and NORMS[name] is not constructor:
+    raise ValueError(f"norm name {name!r} is already registered to {NORMS[name]!r}")
+  NORMS[name] = constructor
+
+
+def get_norm(name: str, **overrides: Any) -> functools.partial:
+  """Returns ``partial(ModuleClass, **overrides)`` for the normalizer ``name``.
+
+  Raises:
+    ValueError: ``name`` is not registered (the message lists valid names), or
+      an override is not a field of the module.
+  """
+  if name not in NORMS:
+    raise ValueError(
+        f"unknown norm {name!r}; valid names are: {', '.join(available_norms())}")
+  constructor = NORMS[name]
+  fields = module_fields(constructor)
+  unknown = sorted(set(overrides) - fields)
+  if unknown:
+    raise ValueError(
+        f"norm {name!r} does not accept argument(s) {unknown}; "
+        f"it accepts: {', '.join(sorted(fields - {'parent', 'name'}))}")
+  return functools.partial(constructor, **overrides)
+
+
+def module_fields(constructor: NormConstructor) -> set[str]:
+  """Dataclass field names of a linen module class or a partial of one."""
+  target = constructor
+  while isinstance(target, functools.partial):
+    target = target.func
+  if dataclasses.is_dataclass(target):
+    return {f.name for f in dataclasses.fields(target)}
+  return set()
+
+
+def uses_batch_statistics(constructor: NormConstructor) -> bool:
+  """Whether the normalizer's output depends on other examples of the batch.
+
+  Such normalizers (batch norm and its variants) take ``use_running_average``
+  and an ``axis_name`` to share statistics across devices; per-example ones
+  (layer, group, instance) do not need either.
+  """
+  return "use_running_average" in module_fields(constructor)
