@@ -45,6 +45,7 @@ class StatSpec(NamedTuple):
   axis_index_groups: Any
   use_fast_variance: bool
   out_dtype: Any
+  typed: bool = False  # inside shard_map with varying/invariant typing (check_vma)
 
 
 def hashable_groups(axis_index_groups: Any) -> Any:
@@ -77,7 +78,15 @@ def normalize_with_stats(x: Array, mean: Array, var: Array, scale: Array | None,
   return _affine(x.astype(dtype), mean.astype(dtype), inv, scale, bias, out_dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _varying_axes(x: Array) -> frozenset:
+  """Mesh axes along which ``x`` differs per device (shard_map's ``check_vma`` typing)."""
+  aval = jax.typeof(x)
+  mat = getattr(aval, "mat", None)  # jax >= 0.9 spells it aval.mat.varying
+  if mat is not None:
+    return frozenset(getattr(mat, "varying", ()))
+  return frozenset(getattr(aval, "vma", ()))
+
+
 def normalize_with_batch_stats(x: Array, scale: Array | None, bias: Array | None,
                                mask: Array | None, spec: StatSpec
                                ) -> tuple[Array, Array, Array, Array]:
@@ -87,6 +96,21 @@ def normalize_with_batch_stats(x: Array, scale: Array | None, bias: Array | None
     ``(y, mean, var, count)``; the statistics keep the reduced axes as size 1
     and ``count`` is the number of valid elements behind each statistic.
   """
+  varying = _varying_axes(x)
+  if varying:
+    # Under shard_map, parameters replicated across devices meet per-device
+    # activations here. Casting them to varying first lets JAX's own
+    # transpose of that cast sum their gradients over devices, exactly as it
+    # does for any other replicated parameter.
+    def to_varying(p):
+      missing = tuple(varying - _varying_axes(p)) if p is not None else ()
+      return lax.pcast(p, missing, to="varying") if missing else p
+    scale, bias = to_varying(scale), to_varying(bias)
+  return _normalize_with_batch_stats(x, scale, bias, mask, spec._replace(typed=bool(varying)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _normalize_with_batch_stats(x, scale, bias, mask, spec: StatSpec):
   out, _ = _forward(x, scale, bias, mask, spec)
   return out
 
@@ -134,9 +158,14 @@ def _backward(spec: StatSpec, residuals, cotangents):
   if spec.axis_name is not None:
     # The outputs on every device depend on every device's inputs through the
     # shared statistics: one psum of the per-statistic sums makes this exact.
-    summed = lax.psum(jnp.stack([sum_g, sum_g_xhat, ct_mean, ct_var]), spec.axis_name,
-                      axis_index_groups=spec.axis_index_groups)
-    sum_g, sum_g_xhat, ct_mean, ct_var = summed[0], summed[1], summed[2], summed[3]
+    # The statistics' own cotangents need the same sum, except under typed
+    # shard_map, where they are replicated values whose cotangents JAX has
+    # already summed.
+    parts = [sum_g, sum_g_xhat] + ([] if spec.typed else [ct_mean, ct_var])
+    summed = lax.psum(jnp.stack(parts), spec.axis_name, axis_index_groups=spec.axis_index_groups)
+    sum_g, sum_g_xhat = summed[0], summed[1]
+    if not spec.typed:
+      ct_mean, ct_var = summed[2], summed[3]
 
   inv_n = 1.0 / jnp.maximum(count, 1.0)
   g = gyf if scale is None else gyf * scale.astype(dtype)
@@ -150,4 +179,4 @@ def _backward(spec: StatSpec, residuals, cotangents):
   return dx.astype(x.dtype), dscale, dbias, None
 
 
-normalize_with_batch_stats.defvjp(_forward, _backward)
+_normalize_with_batch_stats.defvjp(_forward, _backward)

@@ -20,7 +20,10 @@ NormConstructor = Callable[..., nn.Module]
 
 NORMS: dict[str, NormConstructor] = {
     "batch": modules.BatchNorm,
-    "layer": modules.LayerNorm,
+    # "layer" is layer norm as convolutional nets use it (Ba et al.; the GN
+    # paper's LN): per example over every non-batch axis. flax.linen's
+    # LayerNorm default, channels only, is get_norm("layer", reduction_axes=-1).
+    "layer": functools.partial(modules.LayerNorm, reduction_axes=None),
     "group": modules.GroupNorm,
     "instance": modules.InstanceNorm,
     "none": modules.Identity,

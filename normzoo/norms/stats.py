@@ -19,7 +19,9 @@ update): ``mean = sum(n m) / N``, ``M2 = sum(M2_d + n_d (m_d - mean)^2)``.
 That is **one collective**, it is count-weighted (devices holding different
 numbers of valid, unmasked examples give exactly the statistics of the
 concatenated valid examples), and it keeps the precision of the local
-computation; ``pmean`` of per-device means and second moments, as flax.linen
+computation. The gather is a ``psum`` of one-hot rows, whose payload is
+``devices x 3 x features`` floats: negligible next to the activations for
+the device counts of data parallelism; ``pmean`` of per-device means and second moments, as flax.linen
 does, has neither property.
 """
 
@@ -31,6 +33,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from normzoo.norms import _checks
@@ -88,14 +91,38 @@ def local_moments(x: Array, axes: tuple[int, ...], mask: Array | None,
   safe = jnp.maximum(count, 1.0)
   mean = jnp.sum(jnp.where(valid, xf, 0.0), axis=axes, keepdims=True) / safe
   m2 = jnp.sum(jnp.where(valid, jnp.square(xf - mean), 0.0), axis=axes, keepdims=True)
-  return count, mean, m2
+  return jnp.broadcast_to(count, mean.shape), mean, m2
+
+
+def _gather_by_psum(value: Array, axis_name: Any, axis_index_groups: Any) -> Array:
+  """Every device's ``value`` stacked along a new leading axis, via one psum.
+
+  Each device writes its value into its own row of a zero array and the rows
+  are summed: adding zeros is exact, so this is an all-gather whose result
+  is typed as replicated (shard_map's ``check_vma`` accepts ``P()`` outputs),
+  and it supports ``axis_index_groups``, which ``all_gather`` under
+  shard_map does not.
+  """
+  index = lax.axis_index(axis_name)
+  if axis_index_groups is None:
+    size = lax.axis_size(axis_name)
+  else:
+    size = len(axis_index_groups[0])
+    rank = np.zeros(lax.axis_size(axis_name), np.int32)
+    for group in axis_index_groups:
+      if len(group) != size:
+        raise ValueError(f"axis_index_groups must all have the same size; got {axis_index_groups}")
+      rank[list(group)] = np.arange(size)
+    index = jnp.asarray(rank)[index]
+  rows = jnp.zeros((size,) + value.shape, value.dtype)
+  rows = lax.dynamic_update_index_in_dim(rows, value, index, axis=0)
+  return lax.psum(rows, axis_name, axis_index_groups=axis_index_groups)
 
 
 def combine_across_devices(count: Array, mean: Array, m2: Array, axis_name: Any,
                            axis_index_groups: Any = None) -> tuple[Array, Array, Array]:
-  """Exact count-weighted merge of per-device moments with a single all_gather."""
-  stacked = lax.all_gather(jnp.stack([count, mean, m2]), axis_name,
-                           axis_index_groups=axis_index_groups)
+  """Exact count-weighted merge of per-device moments with a single collective."""
+  stacked = _gather_by_psum(jnp.stack([count, mean, m2]), axis_name, axis_index_groups)
   counts, means, m2s = stacked[:, 0], stacked[:, 1], stacked[:, 2]
   total = jnp.sum(counts, axis=0)
   safe = jnp.maximum(total, 1.0)
@@ -126,7 +153,7 @@ def moments(x: Array, reduction_axes: int | Sequence[int], *, axis_name: Any = N
     x: input of any shape and floating dtype.
     reduction_axes: axes to reduce; the statistics have the remaining shape.
     axis_name: also reduce over this mapped axis (pmap / shard_map / vmap),
-      with one ``all_gather`` of per-device ``(count, mean, M2)``.
+      with one collective gathering per-device ``(count, mean, M2)``.
     axis_index_groups: statistics within these groups of device indices.
     mask: bool array broadcastable to ``x``; only True elements count, and
       across devices the result is weighted by each device's valid count.
