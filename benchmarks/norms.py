@@ -1,0 +1,222 @@
+"""Normalizer speed: normzoo vs flax.linen (vs PyTorch CPU when installed).
+
+    python -m benchmarks.norms                      # full table, writes benchmarks/out/norms.json
+    python -m benchmarks.norms --quick              # one shape, float32, fwd+bwd
+    python -m benchmarks.norms --norms=batch,group --shapes=128x32x32x64 --dtypes=float32
+
+Every implementation runs on the same array in the same process; repetitions
+are interleaved (a, b, c, a, b, c, ...) so that load on the machine hits all
+of them alike, and the median is reported. The timed function is jitted
+``y = norm(x)`` (forward) or ``grad(sum(norm(x) ** 2))`` (forward+backward),
+in training mode (batch statistics) or, for batch norm, evaluation mode.
+Effective bandwidth counts the minimum traffic: reading x and writing y (or
+dx), i.e. ``2 * x.nbytes / time``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+import normzoo
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("norms", ["batch", "layer", "group", "instance", "rms"], "Normalizers.")
+flags.DEFINE_list("shapes", ["128x32x32x64", "32x56x56x256", "256x8x8x512", "16x512x768"],
+                  "NHWC (or N,L,C for layer/rms) shapes, 'x'-separated.")
+flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Input dtypes.")
+flags.DEFINE_list("modes", ["fwd", "fwd+bwd"], "What to time.")
+flags.DEFINE_integer("repeats", 15, "Timed repetitions per implementation (median reported).")
+flags.DEFINE_bool("quick", False, "Only 128x32x32x64 float32 fwd+bwd.")
+flags.DEFINE_bool("torch", True, "Include PyTorch CPU when it is installed.")
+flags.DEFINE_string("json", "benchmarks/out/norms.json", "Where to write the results ('' = don't).")
+
+# normzoo module, flax.linen module, torch constructor (channels C) or None.
+_TORCH_NCHW = {
+    "batch": lambda c, nd: {1: "BatchNorm1d", 2: "BatchNorm2d"}.get(nd),
+    "instance": lambda c, nd: {1: "InstanceNorm1d", 2: "InstanceNorm2d"}.get(nd),
+}
+
+
+def _modules(name: str, x_ndim: int):
+  """(ours, theirs, module kwargs for training mode) for a normalizer name."""
+  conv_layout = x_ndim == 4
+  if name == "batch":
+    return normzoo.BatchNorm, nn.BatchNorm, dict(momentum=0.9)
+  if name == "layer":
+    axes = dict(reduction_axes=(1, 2, 3)) if conv_layout else {}
+    return normzoo.LayerNorm, nn.LayerNorm, axes
+  if name == "group":
+    return normzoo.GroupNorm, nn.GroupNorm, dict(num_groups=32)
+  if name == "instance":
+    return normzoo.InstanceNorm, nn.InstanceNorm, {}
+  if name == "rms":
+    ours = getattr(normzoo, "RMSNorm", None)
+    return ours, nn.RMSNorm, {}
+  raise ValueError(f"unknown benchmark norm {name!r}")
+
+
+def _jax_fn(module_cls, kwargs, x, mode: str, train: bool) -> Callable:
+  is_bn = "use_running_average" in {f.name for f in dataclasses.fields(module_cls)}
+  module = module_cls(**kwargs, **({"use_running_average": not train} if is_bn else {}))
+  variables = module.init(jax.random.PRNGKey(0), x)
+  mutable = ["batch_stats"] if is_bn and train else False
+
+  def forward(x):
+    out = module.apply(variables, x, mutable=mutable)
+    return out[0] if mutable else out
+
+  if mode == "fwd":
+    return jax.jit(forward)
+  return jax.jit(jax.grad(lambda x: jnp.sum(jnp.square(forward(x).astype(jnp.float32)))))
+
+
+def _torch_fn(name: str, x: np.ndarray, mode: str, train: bool):
+  try:
+    import torch
+  except ImportError:
+    return None
+  spatial = x.ndim - 2
+  c = x.shape[-1]
+  if name in _TORCH_NCHW:
+    cls_name = _TORCH_NCHW[name](c, spatial)
+    if cls_name is None:
+      return None
+    kwargs = {"affine": True} if name == "instance" else {}
+    layer = getattr(torch.nn, cls_name)(c, **kwargs)
+  elif name == "group":
+    layer = torch.nn.GroupNorm(32, c)
+  elif name == "layer":
+    layer = torch.nn.LayerNorm(x.shape[1:] if spatial == 2 else (c,))
+  elif name == "rms" and hasattr(torch.nn, "RMSNorm"):
+    layer = torch.nn.RMSNorm(c)
+  else:
+    return None
+  layer.train(train)
+  channels_first = name in ("batch", "instance", "group")
+  xt = torch.from_numpy(np.moveaxis(x, -1, 1).copy() if channels_first else x.copy())
+  if x.dtype != np.float32:
+    return None  # PyTorch CPU bf16 normalization is not a fair comparison point
+  if mode == "fwd":
+    def run():
+      with torch.no_grad():
+        return layer(xt)
+    return run
+  xt.requires_grad_(True)
+
+  def run_bwd():
+    xt.grad = None
+    (layer(xt) ** 2).sum().backward()
+    return xt.grad
+  return run_bwd
+
+
+def _block(out):
+  if hasattr(out, "block_until_ready"):
+    out.block_until_ready()
+
+
+def time_interleaved(fns: dict[str, Callable], repeats: int) -> dict[str, float]:
+  """Median seconds per call for each function, repetitions interleaved."""
+  for fn in fns.values():  # compile / warm up
+    _block(fn())
+    _block(fn())
+  samples = {k: [] for k in fns}
+  for _ in range(repeats):
+    for k, fn in fns.items():
+      start = time.perf_counter()
+      _block(fn())
+      samples[k].append(time.perf_counter() - start)
+  return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bool,
+             repeats: int, use_torch: bool) -> dict | None:
+  ours_cls, flax_cls, kwargs = _modules(name, len(shape))
+  if ours_cls is None:
+    return None
+  if name in ("batch", "group", "instance") and len(shape) != 4:
+    return None
+  if name == "group" and shape[-1] % 32:
+    return None
+  rng = np.random.default_rng(0)
+  x_np = rng.standard_normal(shape).astype(np.float32)
+  x = jnp.asarray(x_np, dtype)
+  fns = {}
+  f_ours, f_flax = _jax_fn(ours_cls, kwargs, x, mode, train), _jax_fn(flax_cls, kwargs, x, mode,
+                                                                       train)
+  fns["normzoo"] = lambda: f_ours(x)
+  fns["flax"] = lambda: f_flax(x)
+  if use_torch and dtype == "float32":
+    t = _torch_fn(name, x_np, mode, train)
+    if t is not None:
+      fns["torch"] = t
+  times = time_interleaved(fns, repeats)
+  nbytes = 2 * x.size * x.dtype.itemsize
+  row = dict(norm=name, shape="x".join(map(str, shape)), dtype=dtype, mode=mode,
+             train=train, **{f"{k}_ms": v * 1e3 for k, v in times.items()},
+             normzoo_gbps=nbytes / times["normzoo"] / 1e9,
+             vs_flax=times["normzoo"] / times["flax"])
+  if "torch" in times:
+    row["vs_torch"] = times["normzoo"] / times["torch"]
+  return row
+
+
+def _format(rows: list[dict]) -> str:
+  lines = ["| norm | shape | dtype | mode | train | normzoo ms | flax ms | torch ms | "
+           "normzoo/flax | normzoo/torch | normzoo GB/s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    torch_ms = f"{r['torch_ms']:.1f}" if "torch_ms" in r else "-"
+    vs_torch = f"{r['vs_torch']:.2f}" if "vs_torch" in r else "-"
+    lines.append(f"| {r['norm']} | {r['shape']} | {r['dtype']} | {r['mode']} | "
+                 f"{'train' if r['train'] else 'eval'} | {r['normzoo_ms']:.1f} | "
+                 f"{r['flax_ms']:.1f} | {torch_ms} | {r['vs_flax']:.2f} | {vs_torch} | "
+                 f"{r['normzoo_gbps']:.1f} |")
+  return "\n".join(lines)
+
+
+def machine_description() -> dict:
+  return dict(platform=platform.platform(), processor=platform.processor(),
+              cpu_count=os.cpu_count(), jax=jax.__version__, backend=jax.default_backend(),
+              devices=[str(d) for d in jax.devices()[:1]])
+
+
+def main(argv):
+  del argv
+  shapes = [tuple(int(s) for s in shape.split("x")) for shape in FLAGS.shapes]
+  dtypes, modes = FLAGS.dtypes, FLAGS.modes
+  if FLAGS.quick:
+    shapes, dtypes, modes = [(128, 32, 32, 64)], ["float32"], ["fwd+bwd"]
+  rows = []
+  for name in FLAGS.norms:
+    for shape in shapes:
+      if name in ("layer", "rms") or len(shape) == 4:
+        for dtype in dtypes:
+          for mode in modes:
+            for train in ([True, False] if name == "batch" else [True]):
+              row = run_case(name, shape, dtype, mode, train, FLAGS.repeats, FLAGS.torch)
+              if row:
+                rows.append(row)
+                print(_format([row]).splitlines()[-1], flush=True)
+  print()
+  print(_format(rows))
+  if FLAGS.json:
+    os.makedirs(os.path.dirname(FLAGS.json) or ".", exist_ok=True)
+    with open(FLAGS.json, "w") as f:
+      json.dump(dict(machine=machine_description(), rows=rows), f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
