@@ -5,7 +5,7 @@
     python -m benchmarks.norms --norms=batch,group --shapes=128x32x32x64 --dtypes=float32
 
 Every implementation runs on the same array in the same process; repetitions
-are interleaved (a, b, c, a, b, c, ...) so that load on the machine hits all
+are interleaved (in a shuffled order each round) so that load on the machine hits all
 of them alike, and the median is reported. The timed function is jitted
 ``y = norm(x)`` (forward) or ``grad(sum(norm(x) ** 2))`` (forward+backward),
 in training mode (batch statistics) or, for batch norm, evaluation mode.
@@ -133,8 +133,12 @@ def time_interleaved(fns: dict[str, Callable], repeats: int) -> dict[str, float]
     _block(fn())
     _block(fn())
   samples = {k: [] for k in fns}
+  order = list(fns)
+  rng = np.random.default_rng(0)
   for _ in range(repeats):
-    for k, fn in fns.items():
+    rng.shuffle(order)  # no implementation always runs right after the same other one
+    for k in order:
+      fn = fns[k]
       start = time.perf_counter()
       _block(fn())
       samples[k].append(time.perf_counter() - start)

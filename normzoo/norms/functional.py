@@ -227,17 +227,8 @@ def group_norm(x: Array, scale: Array | None = None, bias: Array | None = None, 
   _checks.check_feature_params("scale", scale, (channels,))
   _checks.check_feature_params("bias", bias, (channels,))
 
-  grouped_shape = x.shape[:-1] + (groups, channels // groups)
-  xg = x.reshape(grouped_shape)
-  if mask is not None:
-    mask = jnp.asarray(mask)
-    mask = mask.reshape((1,) * (x.ndim - mask.ndim) + mask.shape)
-    last = (groups, channels // groups) if mask.shape[-1] == channels else (1, 1)
-    mask = mask.reshape(mask.shape[:-1] + last)
-  param_shape = (1,) * (x.ndim - 1) + (groups, channels // groups)
-  scale_g = None if scale is None else jnp.reshape(scale, param_shape)
-  bias_g = None if bias is None else jnp.reshape(bias, param_shape)
-  spec = _spec(axes[:-1] + (x.ndim,), epsilon, axis_name, axis_index_groups, use_fast_variance,
-               output_dtype(dtype, x, scale, bias))
-  y, _, _, _ = normalize_with_batch_stats(xg, scale_g, bias_g, mask, spec)
-  return y.reshape(x.shape)
+  spec = _spec(axes[:-1], epsilon, axis_name, axis_index_groups, use_fast_variance,
+               output_dtype(dtype, x, scale, bias))._replace(channel_groups=groups)
+  y, _, _, _ = normalize_with_batch_stats(x, _broadcast_param(scale, x.ndim, (x.ndim - 1,)),
+                                          _broadcast_param(bias, x.ndim, (x.ndim - 1,)), mask, spec)
+  return y

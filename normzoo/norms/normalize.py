@@ -45,6 +45,7 @@ class StatSpec(NamedTuple):
   axis_index_groups: Any
   use_fast_variance: bool
   out_dtype: Any
+  channel_groups: int | None = None  # group norm: also pool channels within groups
   typed: bool = False  # inside shard_map with varying/invariant typing (check_vma)
 
 
@@ -63,11 +64,20 @@ def output_dtype(dtype: Any, *arrays: Array | None) -> jnp.dtype:
 
 def _affine(xf: Array, mean: Array, inv: Array, scale: Array | None, bias: Array | None,
             out_dtype: Any) -> Array:
-  mul = inv if scale is None else inv * scale.astype(inv.dtype)
-  y = (xf - mean) * mul
+  """``(x - mean) * inv * scale + bias`` as one multiply-add per element.
+
+  Folding everything into ``x * a + b`` keeps the full-size work to two
+  flops and, on CPU, keeps ``x - mean`` out of the output's fusion, so the
+  variance reduction is the only reader of that expression and XLA fuses it
+  rather than writing it out. For ``|mean| >> std`` the rounding of ``x * a``
+  adds an error of order ``eps * |mean| / std``, the same order as the
+  quantization already present in a float32 ``x`` of that magnitude.
+  """
+  a = inv if scale is None else inv * scale.astype(inv.dtype)
+  b = -mean * a
   if bias is not None:
-    y = y + bias.astype(inv.dtype)
-  return y.astype(out_dtype)
+    b = b + bias.astype(inv.dtype)
+  return (xf * a + b).astype(out_dtype)
 
 
 def normalize_with_stats(x: Array, mean: Array, var: Array, scale: Array | None,
@@ -118,7 +128,7 @@ def _normalize_with_batch_stats(x, scale, bias, mask, spec: StatSpec):
 def _forward(x, scale, bias, mask, spec: StatSpec):
   mean, var, count = stats.moments_keepdims(
       x, spec.axes, axis_name=spec.axis_name, axis_index_groups=spec.axis_index_groups,
-      mask=mask, use_fast_variance=spec.use_fast_variance)
+      mask=mask, use_fast_variance=spec.use_fast_variance, channel_groups=spec.channel_groups)
   inv = lax.rsqrt(var + spec.epsilon)
   y = _affine(x.astype(mean.dtype), mean, inv, scale, bias, spec.out_dtype)
   return (y, mean, var, count), (x, scale, bias, mask, mean, inv, count)
@@ -132,26 +142,34 @@ def _backward(spec: StatSpec, residuals, cotangents):
   x, scale, bias, mask, mean, inv, count = residuals
   gy, ct_mean, ct_var, _ = cotangents
   dtype = mean.dtype
+  # The barrier keeps XLA's CSE from merging this pass's (x - mean) with the
+  # forward's into one shared array, which would be written out in full
+  # instead of being fused into each reduction (it moves no data).
+  x, mean = lax.optimization_barrier((x, mean))
   xf = x.astype(dtype)
   gyf = gy.astype(dtype)
-  xhat = (xf - mean) * inv
-
+  groups = spec.channel_groups
+  # Every reduction below reads only x and gy, each through its own
+  # expression: XLA:CPU then fuses the arithmetic into the reduction instead
+  # of writing a shared full-size intermediate (see prefer_two_pass).
+  scale_f = None if scale is None else scale.astype(dtype)
   dscale = dbias = None
-  if scale is not None and scale.shape == mean.shape:
+  if scale is not None and scale.shape == mean.shape and groups is None:
     # Batch-norm layout: the parameter gradients are the statistic sums.
     sum_gy = jnp.sum(gyf, axis=spec.axes, keepdims=True)
-    sum_gy_xhat = jnp.sum(gyf * xhat, axis=spec.axes, keepdims=True)
-    scale_f = scale.astype(dtype)
+    sum_gy_xhat = jnp.sum(gyf * (xf - mean), axis=spec.axes, keepdims=True) * inv
     sum_g, sum_g_xhat = sum_gy * scale_f, sum_gy_xhat * scale_f
     dscale = sum_gy_xhat.astype(scale.dtype)
     if bias is not None:
       dbias = sum_gy.astype(bias.dtype)
   else:
-    g = gyf if scale is None else gyf * scale.astype(dtype)
-    sum_g = jnp.sum(g, axis=spec.axes, keepdims=True)
-    sum_g_xhat = jnp.sum(g * xhat, axis=spec.axes, keepdims=True)
+    g = gyf if scale is None else gyf * scale_f
+    sum_g = stats.group_sum(jnp.sum(g, axis=spec.axes, keepdims=True), groups)
+    sum_g_xhat = stats.group_sum(jnp.sum(g * (xf - mean), axis=spec.axes, keepdims=True),
+                                 groups) * inv
     if scale is not None:
-      dscale = jnp.sum(gyf * xhat, axis=_param_axes(scale, x), keepdims=True).astype(scale.dtype)
+      dscale = jnp.sum(gyf * ((xf - mean) * inv), axis=_param_axes(scale, x),
+                       keepdims=True).astype(scale.dtype)
   if bias is not None and dbias is None:
     dbias = jnp.sum(gyf, axis=_param_axes(bias, x), keepdims=True).astype(bias.dtype)
 
@@ -167,15 +185,15 @@ def _backward(spec: StatSpec, residuals, cotangents):
     if not spec.typed:
       ct_mean, ct_var = summed[2], summed[3]
 
+  # dx = inv * (g - sum_g / N - x_hat * sum_g_xhat / N) + statistic terms,
+  # regrouped per statistic into g * p + x * q + r (see _affine for why).
   inv_n = 1.0 / jnp.maximum(count, 1.0)
-  g = gyf if scale is None else gyf * scale.astype(dtype)
-  centred = g - sum_g * inv_n - xhat * (sum_g_xhat * inv_n)
-  stat_terms = (ct_mean + 2.0 * ct_var * (xf - mean)) * inv_n
-  if mask is None:
-    dx = inv * centred + stat_terms
-  else:
-    valid = jnp.asarray(mask, bool)
-    dx = jnp.where(valid, inv * centred + stat_terms, inv * g)
+  p = inv if scale is None else inv * scale_f
+  q = -jnp.square(inv) * sum_g_xhat * inv_n + 2.0 * ct_var * inv_n
+  r = -inv * sum_g * inv_n - mean * q + ct_mean * inv_n
+  dx = gyf * p + xf * q + r
+  if mask is not None:
+    dx = jnp.where(jnp.asarray(mask, bool), dx, gyf * p)
   return dx.astype(x.dtype), dscale, dbias, None
 
 

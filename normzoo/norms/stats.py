@@ -8,9 +8,10 @@ Precision. ``E[x^2] - E[x]^2`` loses every significant digit once
 ``|mean| >> std`` (1e4 + N(0, 1) in float32 gives garbage). We reduce
 ``d = x - k`` instead, where ``k`` is one sample of each statistic's slice:
 ``|mean - k|`` is then of the order of the standard deviation, and
-``var = E[d^2] - E[d]^2`` keeps full precision in a single pass.
-``use_fast_variance=False`` selects the textbook two-pass form instead; both
-are accurate, the shifted one reads the input once.
+``var = E[d^2] - E[d]^2`` keeps full precision in a single pass; or we use
+the textbook two-pass form, which XLA:CPU fuses without writing ``x - mean``
+out and so is the faster one there (:func:`prefer_two_pass`). Both are
+accurate; ``use_fast_variance=False`` forces the two-pass form.
 
 Across devices. Each device reduces its shard to a count ``n``, a mean ``m``
 and a centred sum of squares ``M2``; one ``all_gather`` of those three small
@@ -52,46 +53,87 @@ def _first_sample(x: Array, axes: tuple[int, ...]) -> Array:
   return x[index]
 
 
-def _mask_count(mask: Array, shape: Sequence[int], axes: tuple[int, ...], dtype) -> Array:
+def group_sum(s: Array, channel_groups: int | None) -> Array:
+  """Sums the last axis within ``channel_groups`` groups, broadcast back per channel.
+
+  Group statistics are kept per channel (equal within a group) so that they
+  broadcast against ``x`` without reshaping it; reducing the spatial axes
+  first and the few channels of a group second is also much faster on CPU
+  than one reduction over a (..., groups, group_size) view.
+  """
+  if channel_groups is None:
+    return s
+  c = s.shape[-1]
+  grouped = s.reshape(s.shape[:-1] + (channel_groups, c // channel_groups))
+  summed = jnp.sum(grouped, axis=-1, keepdims=True)
+  return jnp.broadcast_to(summed, grouped.shape).reshape(s.shape)
+
+
+def _sum(v: Array, axes: tuple[int, ...], channel_groups: int | None) -> Array:
+  return group_sum(jnp.sum(v, axis=axes, keepdims=True), channel_groups)
+
+
+def prefer_two_pass() -> bool:
+  """Which accurate variance formula is faster here.
+
+  On CPU, XLA fuses ``sum((x - mean)^2)`` into the reduction without writing
+  ``x - mean`` out, while the shifted one-pass form materializes ``x - k``
+  for its two reductions: two reads beat one read plus a write (measured
+  5x on the stats alone, benchmarks/RESULTS.md). On GPU/TPU sibling
+  reductions fuse into one kernel and the single read wins.
+  """
+  return jax.default_backend() == "cpu"
+
+
+def _mask_count(mask: Array, shape: Sequence[int], axes: tuple[int, ...],
+                channel_groups: int | None, dtype) -> Array:
   """Valid elements per statistic, reduced at the mask's own (often tiny) shape."""
   m = jnp.asarray(mask)
   m = m.reshape((1,) * (len(shape) - m.ndim) + m.shape)
   count = jnp.sum(m.astype(dtype), axis=axes, keepdims=True)
-  repeat = math.prod(shape[a] for a in axes if m.shape[a] == 1)
-  return count * repeat
+  count = count * math.prod(shape[a] for a in axes if m.shape[a] == 1)
+  if channel_groups is not None:
+    count = jnp.broadcast_to(count, count.shape[:-1] + (shape[-1],))
+    count = group_sum(count, channel_groups)
+  return count
 
 
-def local_moments(x: Array, axes: tuple[int, ...], mask: Array | None,
-                  two_pass: bool) -> tuple[Array, Array, Array]:
+def local_moments(x: Array, axes: tuple[int, ...], mask: Array | None, two_pass: bool,
+                  channel_groups: int | None = None) -> tuple[Array, Array, Array]:
   """Per-device ``(count, mean, M2)``, each with the reduced axes kept as size 1.
 
   ``M2`` is the centred sum of squares ``sum((x - mean)^2)`` over valid
-  elements. Shapes: ``x`` (...), outputs ``x.shape`` with ``axes`` set to 1.
+  elements. With ``channel_groups`` the statistics also pool the channels
+  (last axis, not in ``axes``) within each group, and are repeated per
+  channel. Shapes: ``x`` (...), outputs ``x.shape`` with ``axes`` set to 1.
   """
   dtype = stat_dtype(x.dtype)
   xf = x.astype(dtype)
+  out_shape = tuple(1 if a in axes else d for a, d in enumerate(x.shape))
   if mask is None:
     n = math.prod(x.shape[a] for a in axes)
+    n *= 1 if channel_groups is None else x.shape[-1] // channel_groups
     if two_pass:
-      mean = jnp.sum(xf, axis=axes, keepdims=True) / n
-      m2 = jnp.sum(jnp.square(xf - mean), axis=axes, keepdims=True)
+      mean = _sum(xf, axes, channel_groups) / n
+      m2 = _sum(jnp.square(xf - mean), axes, channel_groups)
     else:
       shift = _first_sample(xf, axes)
+      if channel_groups is not None:
+        shift = group_sum(shift, channel_groups) / (x.shape[-1] // channel_groups)
       d = xf - shift
-      s1 = jnp.sum(d, axis=axes, keepdims=True)
-      s2 = jnp.sum(jnp.square(d), axis=axes, keepdims=True)
+      s1 = _sum(d, axes, channel_groups)
+      s2 = _sum(jnp.square(d), axes, channel_groups)
       mean = shift + s1 / n
-      m2 = s2 - jnp.square(s1) / n
-    count = jnp.full(mean.shape, n, dtype)
-    return count, mean, jnp.maximum(m2, 0.0)
+      m2 = jnp.maximum(s2 - jnp.square(s1) / n, 0.0)
+    return jnp.full(out_shape, n, dtype), mean, m2
   # Masked statistics are always two-pass: a shift drawn from a masked-out
   # (padding) element could be arbitrarily far from the valid data.
-  valid = jnp.broadcast_to(jnp.asarray(mask, bool), x.shape)
-  count = _mask_count(mask, x.shape, axes, dtype)
+  valid = jnp.asarray(mask, bool)
+  count = jnp.broadcast_to(_mask_count(mask, x.shape, axes, channel_groups, dtype), out_shape)
   safe = jnp.maximum(count, 1.0)
-  mean = jnp.sum(jnp.where(valid, xf, 0.0), axis=axes, keepdims=True) / safe
-  m2 = jnp.sum(jnp.where(valid, jnp.square(xf - mean), 0.0), axis=axes, keepdims=True)
-  return jnp.broadcast_to(count, mean.shape), mean, m2
+  mean = _sum(jnp.where(valid, xf, 0.0), axes, channel_groups) / safe
+  m2 = _sum(jnp.where(valid, jnp.square(xf - mean), 0.0), axes, channel_groups)
+  return count, mean, m2
 
 
 def _gather_by_psum(value: Array, axis_name: Any, axis_index_groups: Any) -> Array:
@@ -135,9 +177,11 @@ def combine_across_devices(count: Array, mean: Array, m2: Array, axis_name: Any,
 
 def moments_keepdims(x: Array, axes: tuple[int, ...], *, axis_name: Any = None,
                      axis_index_groups: Any = None, mask: Array | None = None,
-                     use_fast_variance: bool = True) -> tuple[Array, Array, Array]:
+                     use_fast_variance: bool = True, channel_groups: int | None = None
+                     ) -> tuple[Array, Array, Array]:
   """``(mean, var, count)`` with reduced axes kept; ``axes`` must be canonical."""
-  count, mean, m2 = local_moments(x, axes, mask, two_pass=not use_fast_variance)
+  two_pass = prefer_two_pass() or not use_fast_variance
+  count, mean, m2 = local_moments(x, axes, mask, two_pass, channel_groups)
   if axis_name is not None:
     count, mean, m2 = combine_across_devices(count, mean, m2, axis_name, axis_index_groups)
   var = m2 / jnp.maximum(count, 1.0)
@@ -157,8 +201,9 @@ def moments(x: Array, reduction_axes: int | Sequence[int], *, axis_name: Any = N
     axis_index_groups: statistics within these groups of device indices.
     mask: bool array broadcastable to ``x``; only True elements count, and
       across devices the result is weighted by each device's valid count.
-    use_fast_variance: True for the single-pass shifted formula, False for
-      the two-pass one. Both are accurate for ``|mean| >> std``.
+    use_fast_variance: True picks the faster accurate formula for the
+      backend (two-pass on CPU, shifted single-pass elsewhere); False always
+      uses the two-pass one. Both are accurate for ``|mean| >> std``.
 
   Returns:
     ``(mean, var)`` in float32 (float64 for float64 input), shape of ``x``
