@@ -32,25 +32,33 @@ def final_accuracy_plot(path: str, summaries: list[dict[str, Any]], spec: dict[s
     lines[_label(s["key"], skip=(x_field,))].append(s)
   fig, ax = plt.subplots(figsize=(7, 4.5))
   diverged_label_done = False
+  metrics = spec.get("y", ["test_accuracy"])
+  styles = ["-", "--", ":"]
   for label, members in lines.items():
     members.sort(key=lambda s: s["key"][x_field])
-    xs, ys, errs = [], [], []
+    color = None
+    for metric, style in zip(metrics, styles):
+      xs, ys, errs = [], [], []
+      for s in members:
+        mean, std = s[metric]
+        if mean is not None:
+          xs.append(s["key"][x_field])
+          ys.append(mean * 100)
+          errs.append((std or 0.0) * 100)
+      if xs:
+        name = label if len(metrics) == 1 else f"{label} ({metric.replace('_', ' ')})"
+        bars = ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, linestyle=style,
+                           color=color, label=name)
+        color = bars.lines[0].get_color()
     for s in members:
-      mean, std = s["test_accuracy"]
-      if mean is not None:
-        xs.append(s["key"][x_field])
-        ys.append(mean * 100)
-        errs.append((std or 0.0) * 100)
       if s["diverged"] or s["failed"]:
         ax.plot([s["key"][x_field]], [0], "x", color="red", markersize=9,
                 label=None if diverged_label_done else "diverged / failed run(s)")
         diverged_label_done = True
-    if xs:
-      ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=label)
   if spec.get("logx"):
     ax.set_xscale("log", base=2 if spec.get("logx") == 2 else 10)
   ax.set_xlabel(x_field)
-  ax.set_ylabel("final test accuracy (%)")
+  ax.set_ylabel("final test accuracy (%)" if metrics == ["test_accuracy"] else "final accuracy (%)")
   ax.set_title(spec.get("title") or f"Final test accuracy vs {x_field}"
                + (f" by {series_field}" if series_field else ""))
   ax.grid(True, alpha=0.3)

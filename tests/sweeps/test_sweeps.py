@@ -132,6 +132,17 @@ def test_local_launcher_runs_a_subprocess_and_records_a_crash(tmp_path):
   assert result["status"] == "failed" and "exited with code" in result["error"]
 
 
+def test_shipped_sweep_files_load():
+  import glob
+  files = [f for f in glob.glob("configs/sweeps/*.py") if not f.endswith(("__init__.py",
+                                                                           "common.py"))]
+  assert len(files) >= 6
+  for f in files:
+    sweep = load_sweep(f)
+    names = [name for name, _ in sweep.runs()]
+    assert len(names) == len(set(names)) and sweep.report.get("claim"), f
+
+
 def test_report_needs_a_sweep_directory(tmp_path):
   with pytest.raises(ValueError, match="not a sweep directory"):
     report.write_report(str(tmp_path))

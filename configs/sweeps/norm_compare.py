@@ -1,0 +1,22 @@
+"""Which normalizer trains fastest? batch / group / layer / instance / none, 3 seeds.
+
+Claim tested (Ioffe & Szegedy 2015): batch norm trains faster than the same
+network without normalization; the per-example norms sit in between.
+"""
+
+from configs.sweeps import common
+from normzoo.sweeps import grid
+
+
+def get_config():
+  return common.base(train_examples=10000, num_epochs=4)
+
+
+def get_sweep():
+  return grid(norm=common.CORE_NORMS, seed=common.SEEDS)
+
+
+def get_report():
+  return dict(title="Normalizer comparison on Fashion-MNIST (mnist_cnn, SGD 0.05)",
+              claim="batch norm trains faster than no normalization (BN paper: same accuracy "
+                    "in 14x fewer steps on Inception).")
