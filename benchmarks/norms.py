@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ import numpy as np
 from absl import app, flags
 
 import normzoo
+from benchmarks.machine import machine_description
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("norms", ["batch", "layer", "group", "instance", "rms"], "Normalizers.")
@@ -189,12 +189,6 @@ def _format(rows: list[dict]) -> str:
                  f"{r['flax_ms']:.1f} | {torch_ms} | {r['vs_flax']:.2f} | {vs_torch} | "
                  f"{r['normzoo_gbps']:.1f} |")
   return "\n".join(lines)
-
-
-def machine_description() -> dict:
-  return dict(platform=platform.platform(), processor=platform.processor(),
-              cpu_count=os.cpu_count(), jax=jax.__version__, backend=jax.default_backend(),
-              devices=[str(d) for d in jax.devices()[:1]])
 
 
 def main(argv):
