@@ -155,14 +155,22 @@ def _backward(spec: StatSpec, residuals, cotangents):
   # of writing a shared full-size intermediate (see prefer_two_pass).
   scale_f = None if scale is None else scale.astype(dtype)
   dscale = dbias = None
-  if scale is not None and scale.shape == mean.shape and groups is None:
-    # Batch-norm layout: the parameter gradients are the statistic sums.
+  params_constant_over_stats = groups is None and all(
+      p is None or all(p.shape[a] == 1 for a in spec.axes) for p in (scale, bias))
+  if params_constant_over_stats:
+    # Batch and instance norm: scale and bias do not vary within a statistic,
+    # so two reductions give both the statistic sums and the parameter
+    # gradients (the latter summed further over the small per-stat arrays).
     sum_gy = jnp.sum(gyf, axis=spec.axes, keepdims=True)
     sum_gy_xhat = jnp.sum(gyf * (xf - mean), axis=spec.axes, keepdims=True) * inv
-    sum_g, sum_g_xhat = sum_gy * scale_f, sum_gy_xhat * scale_f
-    dscale = sum_gy_xhat.astype(scale.dtype)
+    if scale is None:
+      sum_g, sum_g_xhat = sum_gy, sum_gy_xhat
+    else:
+      sum_g, sum_g_xhat = sum_gy * scale_f, sum_gy_xhat * scale_f
+      dscale = jnp.sum(sum_gy_xhat, axis=_param_axes(scale, sum_gy_xhat),
+                       keepdims=True).astype(scale.dtype)
     if bias is not None:
-      dbias = sum_gy.astype(bias.dtype)
+      dbias = jnp.sum(sum_gy, axis=_param_axes(bias, sum_gy), keepdims=True).astype(bias.dtype)
   else:
     g = gyf if scale is None else gyf * scale_f
     sum_g = stats.group_sum(jnp.sum(g, axis=spec.axes, keepdims=True), groups)
@@ -171,8 +179,8 @@ def _backward(spec: StatSpec, residuals, cotangents):
     if scale is not None:
       dscale = jnp.sum(gyf * ((xf - mean) * inv), axis=_param_axes(scale, x),
                        keepdims=True).astype(scale.dtype)
-  if bias is not None and dbias is None:
-    dbias = jnp.sum(gyf, axis=_param_axes(bias, x), keepdims=True).astype(bias.dtype)
+    if bias is not None:
+      dbias = jnp.sum(gyf, axis=_param_axes(bias, x), keepdims=True).astype(bias.dtype)
 
   if spec.axis_name is not None:
     # The outputs on every device depend on every device's inputs through the
