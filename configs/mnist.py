@@ -1,0 +1,10 @@
+"""MNIST: the Fashion-MNIST recipe on MNIST (needs ``--config.data_dir`` with the IDX files)."""
+
+from configs import fashion_mnist
+
+
+def get_config():
+  c = fashion_mnist.get_config()
+  c.dataset = "mnist"
+  c.num_epochs = 5
+  return c

@@ -1,0 +1,1 @@
+"""Command-line experiments: ``python -m experiments.main`` and ``python -m experiments.compare``."""

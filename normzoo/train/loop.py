@@ -1,0 +1,250 @@
+"""``train_and_evaluate``: the whole run, resumable, with metrics and a result file.
+
+Workdir layout (process 0 writes all but the checkpoints):
+
+* ``config.json``: the config of the latest invocation;
+* ``metrics.jsonl``: one row per evaluation (see :mod:`normzoo.train.metrics`);
+* ``tensorboard/``: the same values as TensorBoard scalars;
+* ``checkpoints/``: orbax checkpoints (the last two kept);
+* ``result.json``: written when the run ends (see :func:`make_result`).
+
+Re-running with the same workdir resumes from the newest checkpoint; with a
+larger ``num_epochs`` training continues (the schedule is rebuilt for the new
+length). A run whose ``result.json`` is final (``done`` or ``diverged``) for
+the same ``num_epochs`` is not redone: its result is returned.
+
+Divergence is checked without stalling the device pipeline: each step
+returns an on-device ``finite`` flag that is AND-ed into the epoch's metric
+sums; the host reads them once per epoch (and every ``log_every_steps``
+steps when that is set). A non-finite loss ends the run with ``status:
+'diverged'`` (no checkpoint of the NaN state is saved).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Sequence
+
+import jax
+from absl import logging
+
+from normzoo.data import epoch_batches, load_dataset, num_batches, prefetch_to_device
+from normzoo.train import build, distributed, rundir
+from normzoo.train.checkpoint import Checkpointer
+from normzoo.train.evaluate import accumulate, evaluate, summarize
+from normzoo.train.metrics import MetricsWriter
+from normzoo.train.optim import make_optimizer, make_schedule
+from normzoo.train.state import count_params, create_train_state
+from normzoo.train.step import make_eval_step, make_train_step
+from normzoo.train.validate import validate_config
+
+
+def make_result(config: Any, status: str, rows: list[dict[str, Any]], epochs: int,
+                wall_time_s: float, extra: dict[str, Any]) -> dict[str, Any]:
+  """The ``result.json`` content: final and best test accuracy plus run facts.
+
+  A diverged run has no final accuracy (its parameters are not finite);
+  ``best_test_accuracy`` still reports the evaluations before it diverged.
+  """
+  evaluated = [r for r in rows if r.get("test_accuracy") is not None]
+  last = evaluated[-1] if evaluated and status == "done" else {}
+  speeds = [r["images_per_sec"] for r in rows if r.get("images_per_sec")]
+  return {
+      "status": status, "epochs": epochs, "num_epochs": int(config.num_epochs),
+      "test_accuracy": last.get("test_accuracy"), "test_loss": last.get("test_loss"),
+      "test_accuracy_batch_stats": last.get("test_accuracy_batch_stats"),
+      "best_test_accuracy": max((r["test_accuracy"] for r in evaluated), default=None),
+      "train_loss": last.get("train_loss"), "train_accuracy": last.get("train_accuracy"),
+      "images_per_sec": sum(speeds) / len(speeds) if speeds else None,
+      "wall_time_s": wall_time_s, "norm": str(config.norm), "model": str(config.model),
+      "dataset": str(config.dataset), "sync_batch_stats": bool(config.sync_batch_stats),
+      **extra,
+  }
+
+
+def train_and_evaluate(config: Any, workdir: str, *,
+                       devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+  """Trains ``config`` in ``workdir`` (resuming if possible) and returns the result dict.
+
+  Args:
+    config: an experiment ConfigDict (see ``configs/default.py``).
+    workdir: the run directory, created if missing.
+    devices: devices of the data-parallel mesh (default: all devices of all
+      processes); tests pass a subset to compare device counts.
+
+  Raises:
+    ValueError: an invalid config value or unknown name (norm, model,
+      dataset, optimizer, ...); ``normzoo.data.DataError`` (a ValueError)
+      for missing data.
+  """
+  distributed.maybe_initialize(config)
+  mesh = distributed.make_mesh(devices)
+  validate_config(config, mesh.size)
+  # Unknown model / norm / norm_position and bad kwargs fail before data loading.
+  build.make_model(config, num_classes=2)
+  main = distributed.is_main_process()
+  num_epochs = int(config.num_epochs)
+
+  finished = rundir.finished_result(workdir, num_epochs)
+  if finished is not None:
+    logging.info("%s already finished (%s after %d epochs, test accuracy %s); not redone",
+                 workdir, finished["status"], finished["epochs"], finished["test_accuracy"])
+    return finished
+
+  dataset = load_dataset(config)
+  model = build.make_model(config, dataset.num_classes)
+  batch_size = int(config.batch_size)
+  steps_per_epoch = num_batches(dataset.train, batch_size)
+  if steps_per_epoch == 0:
+    raise ValueError(f"invalid config: batch_size {batch_size} exceeds the "
+                     f"{len(dataset.train)} training examples")
+  schedule = make_schedule(config, steps_per_epoch)
+  tx = make_optimizer(config, schedule)
+  state = create_train_state(model, tx, jax.random.PRNGKey(int(config.seed)),
+                             dataset.image_shape, mesh)
+
+  if main:
+    os.makedirs(workdir, exist_ok=True)
+  checkpointer = Checkpointer(workdir)
+  start_epoch = checkpointer.latest_epoch() or 0
+  if start_epoch > num_epochs:
+    raise ValueError(f"invalid config: {workdir} holds a checkpoint after {start_epoch} "
+                     f"epochs, more than num_epochs={num_epochs}; use another workdir")
+  if start_epoch:
+    state = checkpointer.restore(state)
+    logging.info("resumed from %s at epoch %d (step %d)", checkpointer.directory, start_epoch,
+                 int(state.step))
+  if main:
+    changed = rundir.changed_fields(rundir.read_config(workdir), rundir.config_to_dict(config))
+    if start_epoch and changed:
+      logging.warning("config differs from the checkpointed run in: %s", ", ".join(changed))
+    rundir.clear_result(workdir)
+    rundir.write_config(workdir, config)
+  writer = MetricsWriter(workdir, start_epoch, int(state.step), enabled=main)
+
+  run = _Run(config, dataset, mesh, model, schedule, writer)
+  extra = {"num_devices": mesh.size, "num_processes": jax.process_count(),
+           "num_params": count_params(state.params), "steps_per_epoch": steps_per_epoch}
+  logging.info("%s: %s + %s norm on %s, %d params, %d devices, %d steps/epoch",
+               workdir, config.model, config.norm, config.dataset, extra["num_params"],
+               mesh.size, steps_per_epoch)
+  status, epochs, state = run.train(state, checkpointer, start_epoch)
+  checkpointer.close()
+  writer.close()
+  result = make_result(config, status, writer.rows, epochs, run.wall_time(), extra)
+  if main:
+    rundir.write_result(workdir, result)
+  logging.info("%s: %s after %d epochs, test accuracy %s (best %s)", workdir, status, epochs,
+               result["test_accuracy"], result["best_test_accuracy"])
+  return result
+
+
+class _Run:
+  """The epoch loop of one invocation (state is passed in and out, not kept)."""
+
+  def __init__(self, config, dataset, mesh, model, schedule, writer: MetricsWriter):
+    self.config, self.dataset, self.schedule, self.writer = config, dataset, schedule, writer
+    self.batch_size = int(config.batch_size)
+    self.sharding = distributed.batch_sharding(mesh)
+    smoothing = float(config.get("label_smoothing", 0.0))
+    self.train_step = make_train_step(model, mesh, augment=dataset.augment,
+                                      label_smoothing=smoothing, seed=int(config.seed))
+    self.eval_step = make_eval_step(model, mesh, label_smoothing=smoothing)
+    self.eval_batch_stats_step = make_eval_step(model, mesh, batch_statistics=True,
+                                                label_smoothing=smoothing)
+    last = writer.last_row()
+    self._wall_offset = float(last["wall_time_s"]) if last else 0.0
+    self._start = time.time()
+
+  def wall_time(self) -> float:
+    return self._wall_offset + time.time() - self._start
+
+  def train(self, state, checkpointer: Checkpointer, start_epoch: int):
+    """Runs epochs ``start_epoch .. num_epochs``; returns ``(status, epochs, state)``."""
+    config, num_epochs = self.config, int(self.config.num_epochs)
+    eval_every = int(config.get("eval_every_epochs", 1))
+    ckpt_every = int(config.checkpoint_every_epochs)
+    log_every = int(config.get("log_every_steps", 0))
+    sums, images, seconds = None, 0, 0.0
+    first_step = True
+    host_step = int(state.step)  # counted on the host: reading state.step would block
+    for epoch in range(start_epoch, num_epochs):
+      batches = epoch_batches(self.dataset.train, self.batch_size, seed=int(config.seed),
+                              epoch=epoch, process_index=jax.process_index(),
+                              process_count=jax.process_count())
+      tick = time.perf_counter()
+      for batch in prefetch_to_device(batches, size=2, sharding=self.sharding):
+        state, metrics = self.train_step(state, *batch)
+        sums = accumulate(sums, metrics)
+        host_step += 1
+        if first_step:
+          # Keep compilation out of images/s: time from the end of the first step.
+          jax.block_until_ready(metrics)
+          first_step, tick = False, time.perf_counter()
+          continue
+        images += self.batch_size
+        if log_every and host_step % log_every == 0:
+          partial = summarize(sums)
+          logging.info("step %d: train loss %.4f accuracy %.4f", host_step,
+                       partial["loss"], partial["accuracy"])
+          if not partial["finite"]:
+            break
+      train = summarize(sums)
+      seconds += time.perf_counter() - tick
+      row = {"epoch": epoch + 1, "step": host_step, "train_loss": train["loss"],
+             "train_accuracy": train["accuracy"],
+             "images_per_sec": images / seconds if images and seconds > 0 else None,
+             "wall_time_s": self.wall_time(),
+             "learning_rate": float(self.schedule(host_step - 1))}  # of the last step
+      if not train["finite"]:
+        self.writer.write({**row, "test_loss": None, "test_accuracy": None,
+                           "test_accuracy_batch_stats": None, "status": "diverged"})
+        logging.warning("epoch %d: non-finite training loss; stopping (status diverged)",
+                        epoch + 1)
+        return "diverged", epoch + 1, state
+      if (epoch + 1) % eval_every == 0 or epoch + 1 == num_epochs:
+        row.update(self.evaluate(state))
+        row["wall_time_s"] = self.wall_time()
+        self.writer.write(row)
+        _log_row(row, num_epochs)
+        sums, images, seconds = None, 0, 0.0
+      if (ckpt_every and (epoch + 1) % ckpt_every == 0) or epoch + 1 == num_epochs:
+        checkpointer.save(epoch + 1, state)
+    last = self.writer.last_row()
+    if last is None or last["epoch"] != num_epochs:
+      # Resumed from the final checkpoint of a run killed before its last row.
+      row = {"epoch": num_epochs, "step": int(state.step), "train_loss": None,
+             "train_accuracy": None, "images_per_sec": None,
+             "learning_rate": float(self.schedule(int(state.step) - 1)),
+             **self.evaluate(state), "wall_time_s": self.wall_time()}
+      self.writer.write(row)
+      _log_row(row, num_epochs)
+    return "done", num_epochs, state
+
+  def evaluate(self, state) -> dict[str, Any]:
+    """Test loss/accuracy with running statistics, and accuracy with batch statistics."""
+    test = evaluate(self.eval_step, state, self.dataset.test, self.batch_size, self.sharding)
+    if jax.tree.leaves(state.batch_stats):
+      batch_stats = evaluate(self.eval_batch_stats_step, state, self.dataset.test,
+                             self.batch_size, self.sharding, full_coverage=False,
+                             seed=int(self.config.seed))
+      accuracy_bs = batch_stats["accuracy"] if batch_stats else None
+    else:
+      accuracy_bs = test["accuracy"]  # no batch statistics: both modes are the same model
+    return {"test_loss": test["loss"], "test_accuracy": test["accuracy"],
+            "test_accuracy_batch_stats": accuracy_bs}
+
+
+def _fmt(value: Any, spec: str) -> str:
+  return "n/a" if value is None else format(value, spec)
+
+
+def _log_row(row: dict[str, Any], num_epochs: int) -> None:
+  logging.info(
+      "epoch %d/%d step %d: train loss %s acc %s | test loss %s acc %s (batch-stats acc %s) | "
+      "%s images/s | lr %s | %.0f s", row["epoch"], num_epochs, row["step"],
+      _fmt(row["train_loss"], ".4f"), _fmt(row["train_accuracy"], ".4f"),
+      _fmt(row["test_loss"], ".4f"), _fmt(row["test_accuracy"], ".4f"),
+      _fmt(row["test_accuracy_batch_stats"], ".4f"), _fmt(row["images_per_sec"], ".0f"),
+      _fmt(row["learning_rate"], ".4g"), row["wall_time_s"])
