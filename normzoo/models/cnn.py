@@ -13,7 +13,8 @@ import flax.linen as nn
 import jax
 
 from normzoo.models.layers import (ModelBase, ModelConfig, ModuleDef, check_feature_norm, conv,
-                                   dense, logits, norm_act, norm_follows)
+                                   dense, logits, max_pool_2x2, norm_act,
+                                   norm_follows)
 
 Array = jax.Array
 
@@ -26,7 +27,7 @@ def conv_blocks(cfg: ModelConfig, x: Array, features: Sequence[int], train: bool
   for i, width in enumerate(features):
     x = conv(cfg, x, width, name=f"conv_{i}")
     x = norm_act(cfg, x, train, name=f"norm_{i}")
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = max_pool_2x2(x)
   return x
 
 

@@ -35,7 +35,7 @@ DEFAULT_NORM: ModuleDef = functools.partial(BatchNorm, momentum=0.9)
 
 __all__ = [
     "DEFAULT_NORM", "NORM_POSITIONS", "ModelBase", "ModelConfig", "check_feature_norm",
-    "check_norm_position", "conv", "dense", "is_identity", "logits", "make_norm",
+    "check_norm_position", "conv", "dense", "is_identity", "logits", "make_norm", "max_pool_2x2",
     "module_class", "norm_act", "norm_follows", "scaled_init",
 ]
 
@@ -209,3 +209,20 @@ def dense(cfg: ModelConfig, x: Array, features: int, name: str | None = None,
 def logits(cfg: ModelConfig, x: Array, num_classes: int) -> Array:
   """Classifier head; float32 logits whatever the computation dtype (stable softmax/loss)."""
   return dense(cfg, x, num_classes, name="head", head=True).astype(jnp.float32)
+
+
+def max_pool_2x2(x: Array) -> Array:
+  """2x2 max-pooling with stride 2 over (N, H, W, C); same values as ``nn.max_pool``.
+
+  Written as a reshape and a max over the window axes: its gradient is an
+  elementwise mask that XLA fuses, while ``nn.max_pool``'s backward
+  (select-and-scatter) costs 6x more on CPU than the whole forward pass
+  (measured 133 ms vs 20 ms forward+backward for 128x28x28x32). Where a
+  window holds several equal maxima the gradient is split between them
+  rather than given to one; after a ReLU such ties are zeros, whose
+  gradient the ReLU blocks anyway. Odd sizes fall back to ``nn.max_pool``.
+  """
+  n, h, w, c = x.shape
+  if h % 2 or w % 2:
+    return nn.max_pool(x, (2, 2), strides=(2, 2))
+  return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))

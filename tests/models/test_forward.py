@@ -226,3 +226,15 @@ def test_option_a_shortcut_subsamples_and_zero_fills():
   out = block.apply(helpers.init(block, x.shape), x, train=False)
   expected = np.concatenate([np.maximum(x[:, ::2, ::2, :], 0), np.zeros((2, 2, 2, 8))], -1)
   np.testing.assert_array_equal(out, expected)
+
+
+def test_max_pool_2x2_matches_flax_and_has_a_mask_gradient():
+  import numpy as np
+  from normzoo.models.layers import max_pool_2x2
+  x = jax.random.normal(jax.random.PRNGKey(3), (2, 6, 4, 3))
+  np.testing.assert_array_equal(max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))
+  g = jax.grad(lambda x: jnp.sum(max_pool_2x2(x) * jnp.arange(3.0)))(x)
+  want = jax.grad(lambda x: jnp.sum(nn.max_pool(x, (2, 2), strides=(2, 2)) * jnp.arange(3.0)))(x)
+  np.testing.assert_allclose(g, want)  # random floats: no ties, so the same single location
+  odd = jax.random.normal(jax.random.PRNGKey(4), (1, 5, 5, 2))
+  np.testing.assert_array_equal(max_pool_2x2(odd), nn.max_pool(odd, (2, 2), strides=(2, 2)))
