@@ -155,18 +155,20 @@ def _backward(spec: StatSpec, residuals, cotangents):
   # of writing a shared full-size intermediate (see prefer_two_pass).
   scale_f = None if scale is None else scale.astype(dtype)
   dscale = dbias = None
-  params_constant_over_stats = groups is None and all(
+  params_constant_over_stats = all(
       p is None or all(p.shape[a] == 1 for a in spec.axes) for p in (scale, bias))
   if params_constant_over_stats:
-    # Batch and instance norm: scale and bias do not vary within a statistic,
-    # so two reductions give both the statistic sums and the parameter
-    # gradients (the latter summed further over the small per-stat arrays).
+    # Batch, instance and group norm: scale and bias do not vary along the
+    # reduced axes, so two reductions give both the statistic sums and the
+    # parameter gradients (the latter summed further over small arrays).
     sum_gy = jnp.sum(gyf, axis=spec.axes, keepdims=True)
     sum_gy_xhat = jnp.sum(gyf * (xf - mean), axis=spec.axes, keepdims=True) * inv
     if scale is None:
-      sum_g, sum_g_xhat = sum_gy, sum_gy_xhat
+      sum_g = stats.group_sum(sum_gy, groups)
+      sum_g_xhat = stats.group_sum(sum_gy_xhat, groups)
     else:
-      sum_g, sum_g_xhat = sum_gy * scale_f, sum_gy_xhat * scale_f
+      sum_g = stats.group_sum(sum_gy * scale_f, groups)
+      sum_g_xhat = stats.group_sum(sum_gy_xhat * scale_f, groups)
       dscale = jnp.sum(sum_gy_xhat, axis=_param_axes(scale, sum_gy_xhat),
                        keepdims=True).astype(scale.dtype)
     if bias is not None:
