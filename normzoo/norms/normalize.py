@@ -155,34 +155,25 @@ def _backward(spec: StatSpec, residuals, cotangents):
   # of writing a shared full-size intermediate (see prefer_two_pass).
   scale_f = None if scale is None else scale.astype(dtype)
   dscale = dbias = None
-  params_constant_over_stats = all(
-      p is None or all(p.shape[a] == 1 for a in spec.axes) for p in (scale, bias))
-  if params_constant_over_stats:
-    # Batch, instance and group norm: scale and bias do not vary along the
-    # reduced axes, so two reductions give both the statistic sums and the
-    # parameter gradients (the latter summed further over small arrays).
-    sum_gy = jnp.sum(gyf, axis=spec.axes, keepdims=True)
-    sum_gy_xhat = jnp.sum(gyf * (xf - mean), axis=spec.axes, keepdims=True) * inv
-    if scale is None:
-      sum_g = stats.group_sum(sum_gy, groups)
-      sum_g_xhat = stats.group_sum(sum_gy_xhat, groups)
-    else:
-      sum_g = stats.group_sum(sum_gy * scale_f, groups)
-      sum_g_xhat = stats.group_sum(sum_gy_xhat * scale_f, groups)
-      dscale = jnp.sum(sum_gy_xhat, axis=_param_axes(scale, sum_gy_xhat),
-                       keepdims=True).astype(scale.dtype)
-    if bias is not None:
-      dbias = jnp.sum(sum_gy, axis=_param_axes(bias, sum_gy), keepdims=True).astype(bias.dtype)
-  else:
-    g = gyf if scale is None else gyf * scale_f
-    sum_g = stats.group_sum(jnp.sum(g, axis=spec.axes, keepdims=True), groups)
-    sum_g_xhat = stats.group_sum(jnp.sum(g * (xf - mean), axis=spec.axes, keepdims=True),
-                                 groups) * inv
-    if scale is not None:
-      dscale = jnp.sum(gyf * ((xf - mean) * inv), axis=_param_axes(scale, x),
-                       keepdims=True).astype(scale.dtype)
-    if bias is not None:
-      dbias = jnp.sum(gyf, axis=_param_axes(bias, x), keepdims=True).astype(bias.dtype)
+  # Reduce first over the statistic axes along which scale and bias are
+  # constant (all of them for batch, instance and group norm; the spatial
+  # ones for a layer norm over (H, W, C)), then finish on the small arrays:
+  # two full-size reductions give the statistic sums and the parameter
+  # gradients alike.
+  constant = tuple(a for a in spec.axes
+                   if all(p is None or p.shape[a] == 1 for p in (scale, bias)))
+  varying = tuple(a for a in spec.axes if a not in constant)
+  sum_gy = jnp.sum(gyf, axis=constant, keepdims=True)
+  sum_gy_xc = jnp.sum(gyf * (xf - mean), axis=constant, keepdims=True)
+  sum_g = sum_gy if scale is None else sum_gy * scale_f
+  sum_g_xc = sum_gy_xc if scale is None else sum_gy_xc * scale_f
+  sum_g = stats.group_sum(jnp.sum(sum_g, axis=varying, keepdims=True), groups)
+  sum_g_xhat = stats.group_sum(jnp.sum(sum_g_xc, axis=varying, keepdims=True), groups) * inv
+  if scale is not None:
+    dscale = jnp.sum(sum_gy_xc * inv, axis=_param_axes(scale, sum_gy_xc),
+                     keepdims=True).astype(scale.dtype)
+  if bias is not None:
+    dbias = jnp.sum(sum_gy, axis=_param_axes(bias, sum_gy), keepdims=True).astype(bias.dtype)
 
   if spec.axis_name is not None:
     # The outputs on every device depend on every device's inputs through the
