@@ -71,7 +71,12 @@ def final_accuracy_plot(path: str, summaries: list[dict[str, Any]], spec: dict[s
 
 def curves_plot(path: str, summaries: list[dict[str, Any]], metric: str = "test_accuracy",
                 max_lines: int = 12) -> bool:
-  """Mean (+- std band over seeds) of ``metric`` per epoch, one line per group."""
+  """Mean (+- std band over seeds) of ``metric`` per epoch, one line per group.
+
+  Accuracies are drawn in percent, losses as they are (log scale).
+  """
+  percent = "accuracy" in metric
+  factor = 100.0 if percent else 1.0
   if not summaries or len(summaries) > max_lines:
     return False
   fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -87,8 +92,8 @@ def curves_plot(path: str, summaries: list[dict[str, Any]], metric: str = "test_
       continue
     epochs = sorted(by_epoch)
     stats = [mean_std(by_epoch[e]) for e in epochs]
-    means = [m * 100 for m, _ in stats]
-    stds = [(sd or 0.0) * 100 for _, sd in stats]
+    means = [m * factor for m, _ in stats]
+    stds = [(sd or 0.0) * factor for _, sd in stats]
     line, = ax.plot(epochs, means, marker=".", label=_label(s["key"]))
     ax.fill_between(epochs, [m - d for m, d in zip(means, stds)],
                     [m + d for m, d in zip(means, stds)], color=line.get_color(), alpha=0.15)
@@ -97,7 +102,9 @@ def curves_plot(path: str, summaries: list[dict[str, Any]], metric: str = "test_
     plt.close(fig)
     return False
   ax.set_xlabel("epoch")
-  ax.set_ylabel(metric.replace("_", " ") + " (%)")
+  ax.set_ylabel(metric.replace("_", " ") + (" (%)" if percent else ""))
+  if not percent:
+    ax.set_yscale("log")
   ax.set_title(f"{metric.replace('_', ' ')} during training (mean ± std over seeds)")
   ax.grid(True, alpha=0.3)
   ax.legend(fontsize=7)
@@ -114,4 +121,6 @@ def write_plots(workdir: str, summaries: list[dict[str, Any]], spec: dict[str, A
     written.append("final_accuracy.png")
   if curves_plot(os.path.join(workdir, "curves.png"), summaries):
     written.append("curves.png")
+  if curves_plot(os.path.join(workdir, "train_loss.png"), summaries, metric="train_loss"):
+    written.append("train_loss.png")
   return written

@@ -8,8 +8,8 @@ batch statistics (train mode), and throughput. Plots (matplotlib, PNG):
 * ``final_accuracy.png``: final test accuracy against the ``x`` field of the
   sweep's ``get_report()`` (one line per ``series`` value, error bars = std
   over seeds, diverged runs marked with a red x at the bottom);
-* ``curves.png``: test accuracy per epoch, one line per group (mean, with a
-  band of +- std over seeds).
+* ``curves.png`` / ``train_loss.png``: test accuracy / training loss per
+  epoch, one line per group (mean, with a band of +- std over seeds).
 """
 
 from __future__ import annotations
