@@ -3,6 +3,12 @@
 from normzoo.norms import (NORMS, BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm,
                            available_norms, batch_norm, get_norm, group_norm, instance_norm,
                            layer_norm, moments, register_norm, uses_batch_statistics)
+from normzoo.norms import (CONVS, BatchRenorm, EvoNormB0, EvoNormS0, FilterResponseNorm,
+                           FrozenBatchNorm, GhostBatchNorm, RMSNorm, SwitchableNorm,
+                           WeightStandardizedConv, available_convs, batch_renorm, evonorm_b0,
+                           evonorm_s0, filter_response_norm, fold_batch_norm, get_conv,
+                           ghost_batch_norm, precise_batch_stats, renorm_limits, rms_norm,
+                           standardize_kernel, switchable_norm, weight_standardized_conv)
 
 __version__ = "0.1.0"
 
@@ -10,4 +16,9 @@ __all__ = [
     "BatchNorm", "GroupNorm", "Identity", "InstanceNorm", "LayerNorm", "NORMS", "available_norms",
     "batch_norm", "get_norm", "group_norm", "instance_norm", "layer_norm", "moments",
     "register_norm", "uses_batch_statistics",
+    "BatchRenorm", "CONVS", "EvoNormB0", "EvoNormS0", "FilterResponseNorm", "FrozenBatchNorm",
+    "GhostBatchNorm", "RMSNorm", "SwitchableNorm", "WeightStandardizedConv", "available_convs",
+    "batch_renorm", "evonorm_b0", "evonorm_s0", "filter_response_norm", "fold_batch_norm",
+    "get_conv", "ghost_batch_norm", "precise_batch_stats", "renorm_limits", "rms_norm",
+    "standardize_kernel", "switchable_norm", "weight_standardized_conv",
 ]

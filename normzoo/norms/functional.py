@@ -71,7 +71,8 @@ def batch_norm(x: Array, scale: Array | None = None, bias: Array | None = None,
                use_running_average: bool = False, axis: Axes = -1, momentum: float = 0.99,
                epsilon: float = 1e-5, axis_name: Any = None, axis_index_groups: Any = None,
                mask: Array | None = None, use_fast_variance: bool = True,
-               unbiased_running_var: bool = False, dtype: Any = None
+               unbiased_running_var: bool = False, dtype: Any = None, zero_debias: bool = False,
+               step: Array | int | None = None
                ) -> tuple[Array, Array | None, Array | None]:
   """Batch normalization (Ioffe & Szegedy, 2015) with explicit running statistics.
 
@@ -85,6 +86,15 @@ def batch_norm(x: Array, scale: Array | None = None, bias: Array | None = None,
 
   Evaluation (``use_running_average=True``): normalizes with ``mean`` and
   ``var`` and returns them unchanged.
+
+  ``zero_debias`` (Adam-style bias correction of the moving average): the
+  running statistics are ``acc_t / (1 - momentum^t)`` where ``acc_t =
+  momentum * acc_{t-1} + (1 - momentum) * batch_t``, ``acc_0 = 0``, so the
+  first update gives the batch statistics exactly instead of 1% of them.
+  ``mean``/``var`` hold that debiased value (what evaluation uses; ``acc_t``
+  itself is never stored), and ``step`` is the number ``t - 1`` of updates
+  they already hold; the update is ``(1 - w) running + w batch`` with
+  ``w = (1 - momentum) / (1 - momentum^t)``. The caller increments ``step``.
 
   Args:
     x: input, e.g. (N, C), (N, L, C), (N, H, W, C) or (N, D, H, W, C).
@@ -132,8 +142,20 @@ def batch_norm(x: Array, scale: Array | None = None, bias: Array | None = None,
   if unbiased_running_var:
     count = jnp.squeeze(count, reduction_axes)
     batch_var = batch_var * count / jnp.maximum(count - 1.0, 1.0)
-  new_mean = momentum * mean + (1.0 - momentum) * batch_mean
-  new_var = momentum * var + (1.0 - momentum) * batch_var
+  if zero_debias:
+    if step is None or momentum == 1.0:
+      raise ValueError(f"batch_norm with zero_debias=True needs step= (the number of updates the "
+                       f"running statistics already hold) and momentum < 1; got step={step!r}, "
+                       f"momentum={momentum!r}")
+    t = jnp.asarray(step, jnp.float32) + 1.0
+    m = jnp.float32(momentum)
+    # Exactly 1 on the first update whatever the rounding of pow.
+    w = jnp.where(t > 1.0, (1.0 - m) / (1.0 - m ** t), 1.0)
+    new_mean = (1.0 - w) * mean + w * batch_mean
+    new_var = (1.0 - w) * var + w * batch_var
+  else:
+    new_mean = momentum * mean + (1.0 - momentum) * batch_mean
+    new_var = momentum * var + (1.0 - momentum) * batch_var
   return y, new_mean.astype(mean.dtype), new_var.astype(var.dtype)
 
 

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from flax.linen import initializers
 
 from normzoo.norms import _checks, functional
+from normzoo.norms.precise import record_batch_moments
 
 Array = jax.Array
 Axes = Any
@@ -55,7 +56,13 @@ class BatchNorm(nn.Module):
   Extra fields: ``unbiased_running_var`` stores the ``n / (n - 1)`` corrected
   batch variance in the running ``var``, as PyTorch does (with
   ``momentum=0.9, epsilon=1e-5`` this reproduces
-  ``torch.nn.BatchNorm2d(momentum=0.1)``).
+  ``torch.nn.BatchNorm2d(momentum=0.1)``). ``zero_debias`` bias-corrects the
+  moving averages as Adam does (see :func:`functional.batch_norm`); it adds
+  a float32 update counter ``batch_stats['step']`` (only then, so default
+  variable trees stay flax's), and ``mean``/``var`` keep holding the values
+  evaluation uses. In training mode the batch moments are also written to
+  the ``'batch_stats_raw'`` collection when (only when) it is mutable, for
+  :func:`normzoo.precise_batch_stats`.
   """
   use_running_average: bool | None = None
   axis: int = -1
@@ -72,6 +79,7 @@ class BatchNorm(nn.Module):
   use_fast_variance: bool = True
   force_float32_reductions: bool = True
   unbiased_running_var: bool = False
+  zero_debias: bool = False
 
   @nn.compact
   def __call__(self, x: Array, use_running_average: bool | None = None, *,
@@ -83,24 +91,37 @@ class BatchNorm(nn.Module):
     _require_batch_stats(self, train=not use_running_average)
     ra_mean = self.variable("batch_stats", "mean", jnp.zeros, feature_shape, jnp.float32)
     ra_var = self.variable("batch_stats", "var", jnp.ones, feature_shape, jnp.float32)
+    # float32, not int: the trainer pmeans every batch_stats leaf (exact up to 2^24 steps).
+    step = (self.variable("batch_stats", "step", jnp.zeros, (), jnp.float32)
+            if self.zero_debias else None)
     scale, bias = _feature_params(self, feature_shape)
+    axis_name = _axis_name_unless_init(self)
     y, mean, var = functional.batch_norm(
         x, scale, bias, ra_mean.value, ra_var.value, use_running_average=use_running_average,
         axis=self.axis, momentum=self.momentum, epsilon=self.epsilon,
-        axis_name=_axis_name_unless_init(self), axis_index_groups=self.axis_index_groups,
+        axis_name=axis_name, axis_index_groups=self.axis_index_groups,
         mask=mask, use_fast_variance=self.use_fast_variance,
-        unbiased_running_var=self.unbiased_running_var, dtype=self.dtype)
+        unbiased_running_var=self.unbiased_running_var, dtype=self.dtype,
+        zero_debias=self.zero_debias, step=None if step is None else step.value)
     if not use_running_average and not self.is_initializing():
       ra_mean.value, ra_var.value = mean, var
+      if step is not None:
+        step.value = step.value + 1.0
+      record_batch_moments(self, x, tuple(a for a in range(x.ndim) if a not in feature_axes),
+                           axis_name=axis_name, axis_index_groups=self.axis_index_groups,
+                           mask=mask)
     return y
 
 
-def _require_batch_stats(module: nn.Module, train: bool) -> None:
-  """Turns flax's scope errors about ``batch_stats`` into instructions."""
+def _require_batch_stats(module: nn.Module, train: bool, variable: str = "mean") -> None:
+  """Turns flax's scope errors about ``batch_stats`` into instructions.
+
+  ``variable`` is one running statistic the module always has.
+  """
   if module.is_initializing():
     return
   name = type(module).__name__
-  if not module.has_variable("batch_stats", "mean"):
+  if not module.has_variable("batch_stats", variable):
     raise ValueError(
         f"{name} {module.name!r} has no 'batch_stats': pass the full variables returned by "
         f"init (variables={{'params': ..., 'batch_stats': ...}}) to apply()")

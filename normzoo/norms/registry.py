@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import flax.linen as nn
 
-from normzoo.norms import modules
+from normzoo.norms import modules, variants
 
 NormConstructor = Callable[..., nn.Module]
 
@@ -27,6 +27,15 @@ NORMS: dict[str, NormConstructor] = {
     "group": modules.GroupNorm,
     "instance": modules.InstanceNorm,
     "none": modules.Identity,
+    # Research variants (normzoo.norms.variants).
+    "batch_renorm": variants.BatchRenorm,
+    "ghost_batch": variants.GhostBatchNorm,
+    "frn": variants.FilterResponseNorm,
+    "evonorm_b0": variants.EvoNormB0,
+    "evonorm_s0": variants.EvoNormS0,
+    "rms": variants.RMSNorm,
+    "switchable": variants.SwitchableNorm,
+    "batch_frozen": variants.FrozenBatchNorm,
 }
 
 

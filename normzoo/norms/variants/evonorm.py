@@ -1,0 +1,187 @@
+"""EvoNorm-B0 and EvoNorm-S0 (Liu, Brock, Simonyan & Le, "Evolving Normalization-Activation
+Layers", NeurIPS 2020): normalization and activation in one layer.
+
+For ``x`` (N, ..., C) and per-channel ``scale`` (gamma), ``bias`` (beta)
+and ``v1``, all (C,)::
+
+    B0: y = x / max(sqrt(var_batch(x) + eps), v1 * x + sqrt(var_instance(x) + eps)) * gamma + beta
+    S0: y = x * sigmoid(v1 * x) / sqrt(var_group(x) + eps) * gamma + beta
+
+``var_batch``: per channel over (N, spatial) (and devices with
+``axis_name``); in evaluation the running ``batch_stats['var']``, updated as
+``var = momentum * var + (1 - momentum) * var_batch``. ``var_instance``: per
+example and channel over the spatial axes. ``var_group``: per example over
+the spatial axes and the channels of each of ``num_groups`` groups, as in
+group norm. All variances are biased. Like the paper's layers, these
+replace norm + activation; normzoo models still apply their activation.
+
+B0 needs spatial axes (its instance variance is over them) and refuses
+(N, C) input; S0 works on (N, C) with groups of more than one channel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.linen import initializers
+from jax import lax
+
+from normzoo.norms import _checks
+from normzoo.norms.functional import resolve_num_groups
+from normzoo.norms.modules import _axis_name_unless_init, _require_batch_stats
+from normzoo.norms.normalize import hashable_groups, output_dtype
+from normzoo.norms.precise import record_batch_moments
+from normzoo.norms.stats import moments_keepdims, stat_dtype
+from normzoo.norms.variants._common import (channel_param, check_not_single_value, spatial_axes,
+                                            update_running)
+
+Array = jax.Array
+
+__all__ = ["EvoNormB0", "EvoNormS0", "evonorm_b0", "evonorm_s0"]
+
+
+def _params_f(dtype: Any, *params: Array | None) -> list[Array | None]:
+  return [None if p is None else p.astype(dtype) for p in params]
+
+
+def evonorm_b0(x: Array, scale: Array | None, bias: Array | None, v1: Array, var: Array, *,
+               use_running_average: bool = False, momentum: float = 0.99, epsilon: float = 1e-5,
+               axis_name: Any = None, axis_index_groups: Any = None, mask: Array | None = None,
+               use_fast_variance: bool = True, dtype: Any = None) -> tuple[Array, Array]:
+  """EvoNorm-B0 of ``x`` (N, ..., C); returns ``(y, new_var)`` (``var`` unchanged in eval)."""
+  axes = spatial_axes(x, "EvoNorm-B0")
+  c = (x.shape[-1],)
+  _checks.check_epsilon(epsilon)
+  _checks.check_momentum(momentum)
+  _checks.check_mask(mask, x.shape)
+  for name, value in (("scale", scale), ("bias", bias), ("v1", v1), ("var", var)):
+    _checks.check_feature_params(name, value, c)
+  dtype_s = stat_dtype(x.dtype)
+  groups = hashable_groups(axis_index_groups)
+  if use_running_average:
+    var_b, new_var = var.astype(dtype_s), var
+  else:
+    _checks.check_axis_name(axis_name)
+    check_not_single_value("EvoNorm-B0", x.shape, (0,) + axes, axis_name, mask)
+    _, var_b, _ = moments_keepdims(x, (0,) + axes, axis_name=axis_name, axis_index_groups=groups,
+                                   mask=mask, use_fast_variance=use_fast_variance)
+    new_var = update_running(var, var_b.reshape(c), momentum)
+  _, var_i, _ = moments_keepdims(x, axes, mask=mask, use_fast_variance=use_fast_variance)
+  out_dtype = output_dtype(dtype, x, scale, bias)
+  xf = x.astype(dtype_s)
+  scale, bias, v1 = _params_f(dtype_s, scale, bias, v1)
+  den = jnp.maximum(jnp.sqrt(var_b + epsilon), v1 * xf + jnp.sqrt(var_i + epsilon))
+  y = xf / den
+  if scale is not None:
+    y = y * scale
+  if bias is not None:
+    y = y + bias
+  return y.astype(out_dtype), new_var
+
+
+def evonorm_s0(x: Array, scale: Array | None, bias: Array | None, v1: Array, *,
+               num_groups: int | None = 32, group_size: int | None = None, epsilon: float = 1e-5,
+               mask: Array | None = None, use_fast_variance: bool = True, dtype: Any = None
+               ) -> Array:
+  """EvoNorm-S0 of ``x`` (N, ..., C); per-example, parameters (C,)."""
+  if x.ndim < 2:
+    raise ValueError(f"EvoNorm-S0 needs an input of shape (N, ..., C); got {tuple(x.shape)}")
+  c = x.shape[-1]
+  groups = resolve_num_groups(c, num_groups, group_size)
+  axes = tuple(range(1, x.ndim - 1))
+  if not axes and c // groups == 1:
+    raise ValueError(f"EvoNorm-S0 on (N, C) input of shape {tuple(x.shape)} with groups of one "
+                     f"channel takes each variance over a single value; use fewer groups")
+  _checks.check_epsilon(epsilon)
+  _checks.check_mask(mask, x.shape)
+  for name, value in (("scale", scale), ("bias", bias), ("v1", v1)):
+    _checks.check_feature_params(name, value, (c,))
+  _, var_g, _ = moments_keepdims(x, axes, mask=mask, use_fast_variance=use_fast_variance,
+                                 channel_groups=groups)
+  dtype_s = var_g.dtype
+  out_dtype = output_dtype(dtype, x, scale, bias)
+  xf = x.astype(dtype_s)
+  scale, bias, v1 = _params_f(dtype_s, scale, bias, v1)
+  y = xf * jax.nn.sigmoid(v1 * xf) * lax.rsqrt(var_g + epsilon)
+  if scale is not None:
+    y = y * scale
+  if bias is not None:
+    y = y + bias
+  return y.astype(out_dtype)
+
+
+class EvoNormB0(nn.Module):
+  """EvoNorm-B0 (Liu et al., 2020): batch-dependent; running ``batch_stats['var']`` (C,).
+
+  Params ``scale``, ``bias``, ``v1`` (C,); ``x`` (N, ..., C) with at least
+  one spatial axis -> same shape.
+  """
+  use_running_average: bool | None = None
+  momentum: float = 0.99
+  epsilon: float = 1e-5
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  use_bias: bool = True
+  use_scale: bool = True
+  bias_init: Any = initializers.zeros
+  scale_init: Any = initializers.ones
+  v1_init: Any = initializers.ones
+  axis_name: str | None = None
+  axis_index_groups: Any = None
+  use_fast_variance: bool = True
+
+  @nn.compact
+  def __call__(self, x: Array, use_running_average: bool | None = None, *,
+               mask: Array | None = None) -> Array:
+    use_running_average = nn.merge_param("use_running_average", self.use_running_average,
+                                         use_running_average)
+    axes = spatial_axes(x, "EvoNormB0")
+    c = x.shape[-1]
+    _require_batch_stats(self, train=not use_running_average, variable="var")
+    ra_var = self.variable("batch_stats", "var", jnp.ones, (c,), jnp.float32)
+    scale = channel_param(self, "scale", self.scale_init, c) if self.use_scale else None
+    bias = channel_param(self, "bias", self.bias_init, c) if self.use_bias else None
+    v1 = channel_param(self, "v1", self.v1_init, c)
+    axis_name = _axis_name_unless_init(self)
+    y, var = evonorm_b0(x, scale, bias, v1, ra_var.value, use_running_average=use_running_average,
+                        momentum=self.momentum, epsilon=self.epsilon, axis_name=axis_name,
+                        axis_index_groups=self.axis_index_groups, mask=mask,
+                        use_fast_variance=self.use_fast_variance, dtype=self.dtype)
+    if not use_running_average and not self.is_initializing():
+      ra_var.value = var
+      record_batch_moments(self, x, (0,) + axes, axis_name=axis_name,
+                           axis_index_groups=self.axis_index_groups, mask=mask)
+    return y
+
+
+class EvoNormS0(nn.Module):
+  """EvoNorm-S0 (Liu et al., 2020): per-example, group variance (32 groups by default).
+
+  Params ``scale``, ``bias``, ``v1`` (C,); ``x`` (N, ..., C) -> same shape.
+  Exactly one of ``num_groups`` / ``group_size`` (as in GroupNorm).
+  """
+  num_groups: int | None = 32
+  group_size: int | None = None
+  epsilon: float = 1e-5
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  use_bias: bool = True
+  use_scale: bool = True
+  bias_init: Any = initializers.zeros
+  scale_init: Any = initializers.ones
+  v1_init: Any = initializers.ones
+  use_fast_variance: bool = True
+
+  @nn.compact
+  def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
+    c = x.shape[-1]
+    resolve_num_groups(c, self.num_groups, self.group_size)
+    scale = channel_param(self, "scale", self.scale_init, c) if self.use_scale else None
+    bias = channel_param(self, "bias", self.bias_init, c) if self.use_bias else None
+    v1 = channel_param(self, "v1", self.v1_init, c)
+    return evonorm_s0(x, scale, bias, v1, num_groups=self.num_groups, group_size=self.group_size,
+                      epsilon=self.epsilon, mask=mask, use_fast_variance=self.use_fast_variance,
+                      dtype=self.dtype)

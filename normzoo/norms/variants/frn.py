@@ -1,0 +1,108 @@
+"""Filter response normalization with a thresholded linear unit (Singh & Krishnan,
+"Filter Response Normalization Layer: Eliminating Batch Dependence in the
+Training of Deep Neural Networks", CVPR 2020; arXiv 2019).
+
+Per example ``n`` and channel ``c`` of ``x`` (N, ..., C), with the mean
+over the spatial axes (no centring)::
+
+    nu2[n, c] = mean_hw x[n, ..., c]^2
+    y = max(scale * x / sqrt(nu2 + eps) + bias, tau)          (TLU)
+    eps = epsilon + |eps_learned|   (learned_epsilon; else eps = epsilon)
+
+``scale``, ``bias``, ``tau`` are (C,). The paper replaces BN + ReLU with
+FRN + TLU; normzoo models still apply their activation after the norm,
+``relu(max(y, tau)) = max(y, max(tau, 0))``; ``use_tlu=False`` gives plain FRN.
+
+(N, C) input: the spatial mean is over a single value, ``nu2 = x^2``, and
+with a fixed tiny epsilon ``y`` is ``scale * sign(x) + bias``. The paper
+makes epsilon learnable for exactly this case, so (N, C) input requires
+``learned_epsilon=True``.
+
+The mean of squares is computed without overflow for any input magnitude
+(see :mod:`normzoo.norms.variants.rms`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.linen import initializers
+
+from normzoo.norms import _checks
+from normzoo.norms.normalize import output_dtype
+from normzoo.norms.variants._common import channel_param
+from normzoo.norms.variants.rms import scaled_inverse_rms
+
+Array = jax.Array
+
+__all__ = ["FilterResponseNorm", "filter_response_norm"]
+
+
+def filter_response_norm(x: Array, scale: Array | None = None, bias: Array | None = None,
+                         tau: Array | None = None, *, epsilon: float = 1e-6,
+                         learned_epsilon: Array | None = None, dtype: Any = None) -> Array:
+  """FRN (+ TLU if ``tau`` is given) of ``x`` (N, ..., C); parameters (C,), ``learned_epsilon`` ().
+
+  Returns an array of the shape of ``x``.
+  """
+  if x.ndim < 2:
+    raise ValueError(f"filter_response_norm needs an input of shape (N, ..., C); got shape "
+                     f"{tuple(x.shape)}")
+  _checks.check_epsilon(epsilon)
+  channels = (x.shape[-1],)
+  for name, value in (("scale", scale), ("bias", bias), ("tau", tau)):
+    _checks.check_feature_params(name, value, channels)
+  eps = epsilon if learned_epsilon is None else epsilon + jnp.abs(learned_epsilon)
+  xs, inv = scaled_inverse_rms(x, tuple(range(1, x.ndim - 1)), eps)
+  y = xs * inv
+  if scale is not None:
+    y = y * scale.astype(y.dtype)
+  if bias is not None:
+    y = y + bias.astype(y.dtype)
+  if tau is not None:
+    y = jnp.maximum(y, tau.astype(y.dtype))
+  return y.astype(output_dtype(dtype, x, scale, bias, tau))
+
+
+class FilterResponseNorm(nn.Module):
+  """FRN + TLU (Singh & Krishnan, 2019); per-example, no batch statistics.
+
+  Attributes:
+    epsilon: the fixed part of epsilon (paper: 1e-6).
+    use_tlu: apply the thresholded linear unit ``max(y, tau)`` (param ``tau``).
+    learned_epsilon: add ``|eps|`` with a learned scalar param ``eps``
+      (initialized to ``learned_epsilon_init``); required for (N, C) input.
+
+  Shapes: ``x`` (N, ..., C) -> same shape; ``scale``, ``bias``, ``tau`` (C,).
+  """
+  epsilon: float = 1e-6
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  use_bias: bool = True
+  use_scale: bool = True
+  use_tlu: bool = True
+  learned_epsilon: bool = False
+  learned_epsilon_init: float = 1e-4
+  bias_init: Any = initializers.zeros
+  scale_init: Any = initializers.ones
+  tau_init: Any = initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    if x.ndim == 2 and not self.learned_epsilon:
+      raise ValueError(
+          f"FilterResponseNorm on (N, C) input (shape {tuple(x.shape)}) normalizes each value by "
+          f"itself (output ~ scale * sign(x) + bias); the paper's remedy is a learned epsilon: "
+          f"pass learned_epsilon=True (get_norm('frn', learned_epsilon=True)), or use another "
+          f"norm for dense layers")
+    c = x.shape[-1]
+    scale = channel_param(self, "scale", self.scale_init, c) if self.use_scale else None
+    bias = channel_param(self, "bias", self.bias_init, c) if self.use_bias else None
+    tau = channel_param(self, "tau", self.tau_init, c) if self.use_tlu else None
+    eps = (self.param("eps", initializers.constant(self.learned_epsilon_init), (),
+                      self.param_dtype) if self.learned_epsilon else None)
+    return filter_response_norm(x, scale, bias, tau, epsilon=self.epsilon, learned_epsilon=eps,
+                                dtype=self.dtype)

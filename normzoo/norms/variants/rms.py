@@ -1,0 +1,118 @@
+"""Root-mean-square layer normalization (Zhang & Sennrich, "Root Mean Square Layer
+Normalization", NeurIPS 2019).
+
+``y = x / sqrt(mean(x^2) + epsilon) * scale`` with the mean over
+``reduction_axes`` per example (no centring, no bias); a drop-in for
+``flax.linen.RMSNorm`` (same fields, defaults and variable ``scale``).
+
+Overflow. ``x^2`` overflows float32 once ``|x| > 1.8e19`` (and bf16 input is
+up-cast first, so it would overflow there too). We divide ``x`` by
+``2^k >= max|x|`` first (``k >= 0``, so small inputs are untouched) and add
+``epsilon * 2^-2k``: the function is identical, the power-of-two scaling is
+exact, and the squares stay <= 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.linen import initializers
+from jax import lax
+
+from normzoo.norms import _checks
+from normzoo.norms.modules import _axis_name_unless_init
+from normzoo.norms.normalize import hashable_groups, output_dtype
+from normzoo.norms.stats import stat_dtype
+from normzoo.norms.variants._common import broadcast_param
+
+Array = jax.Array
+
+__all__ = ["RMSNorm", "rms_norm"]
+
+
+def scaled_inverse_rms(x: Array, axes: tuple[int, ...], epsilon: float | Array, *,
+                       mask: Array | None = None, axis_name: Any = None,
+                       axis_index_groups: Any = None) -> tuple[Array, Array]:
+  """``(xs, inv)`` with ``xs * inv == x / sqrt(mean(x^2) + epsilon)``, overflow-free.
+
+  ``xs`` is ``x`` (in float32, float64 for float64 input) times an exact
+  power of two ``<= 1``; ``inv`` keeps the reduced axes as size 1. With
+  ``axis_name`` the mean also runs over devices (count-weighted: one
+  ``pmax`` for the scaling and one ``psum``).
+  """
+  xf = x.astype(stat_dtype(x.dtype))
+  valid = None if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), x.shape)
+  mag = jnp.abs(xf) if valid is None else jnp.where(valid, jnp.abs(xf), 0.0)
+  amax = lax.stop_gradient(jnp.max(mag, axis=axes, keepdims=True))
+  groups = hashable_groups(axis_index_groups)
+  if axis_name is not None:
+    amax = lax.pmax(amax, axis_name, axis_index_groups=groups)
+  _, exponent = jnp.frexp(amax)  # amax < 2^exponent
+  s = jnp.ldexp(jnp.ones_like(amax), -jnp.maximum(exponent, 0))
+  xs = xf * s
+  sq = jnp.square(xs) if valid is None else jnp.where(valid, jnp.square(xs), 0.0)
+  total = jnp.sum(sq, axis=axes, keepdims=True)
+  if valid is None:
+    count = jnp.full(total.shape, math.prod(x.shape[a] for a in axes), xf.dtype)
+  else:
+    count = jnp.sum(valid.astype(xf.dtype), axis=axes, keepdims=True)
+  if axis_name is not None:
+    total, count = lax.psum(jnp.stack([total, count]), axis_name, axis_index_groups=groups)
+  mean_square = total / jnp.maximum(count, 1.0)
+  return xs, lax.rsqrt(mean_square + epsilon * jnp.square(s))
+
+
+def rms_norm(x: Array, scale: Array | None = None, *, reduction_axes: Any = -1,
+             feature_axes: Any = -1, epsilon: float = 1e-6, axis_name: Any = None,
+             axis_index_groups: Any = None, mask: Array | None = None, dtype: Any = None) -> Array:
+  """RMS normalization of ``x`` over ``reduction_axes``; ``scale`` has the ``feature_axes`` shape.
+
+  ``x`` of any shape -> same shape; output dtype ``dtype`` or the promotion
+  of ``x`` and ``scale``.
+  """
+  axes = _checks.canonical_axes(reduction_axes, x.ndim, "reduction_axes", x.shape)
+  features = _checks.canonical_axes(feature_axes, x.ndim, "feature_axes", x.shape)
+  _checks.check_epsilon(epsilon)
+  _checks.check_mask(mask, x.shape)
+  _checks.check_axis_name(axis_name)
+  _checks.check_feature_params("scale", scale, tuple(x.shape[a] for a in features))
+  xs, inv = scaled_inverse_rms(x, axes, epsilon, mask=mask, axis_name=axis_name,
+                               axis_index_groups=axis_index_groups)
+  scale_b = broadcast_param(scale, x.ndim, features)
+  a = inv if scale_b is None else inv * scale_b.astype(inv.dtype)
+  return (xs * a).astype(output_dtype(dtype, x, scale))
+
+
+class RMSNorm(nn.Module):
+  """RMS normalization; drop-in for ``flax.linen.RMSNorm`` (Zhang & Sennrich, 2019).
+
+  ``reduction_axes=-1`` (the default, flax's) normalizes each position over
+  its channels. ``use_fast_variance`` and ``force_float32_reductions`` are
+  accepted for compatibility (the mean of squares needs no variance formula
+  and is always float32 or wider).
+  """
+  epsilon: float = 1e-6
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  use_scale: bool = True
+  scale_init: Any = initializers.ones
+  reduction_axes: Any = -1
+  feature_axes: Any = -1
+  axis_name: str | None = None
+  axis_index_groups: Any = None
+  use_fast_variance: bool = True
+  force_float32_reductions: bool = True
+
+  @nn.compact
+  def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
+    features = _checks.canonical_axes(self.feature_axes, x.ndim, "feature_axes", x.shape)
+    scale = (self.param("scale", self.scale_init, tuple(x.shape[a] for a in features),
+                        self.param_dtype) if self.use_scale else None)
+    return rms_norm(x, scale, reduction_axes=self.reduction_axes,
+                    feature_axes=self.feature_axes, epsilon=self.epsilon,
+                    axis_name=_axis_name_unless_init(self),
+                    axis_index_groups=self.axis_index_groups, mask=mask, dtype=self.dtype)

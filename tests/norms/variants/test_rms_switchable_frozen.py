@@ -1,0 +1,160 @@
+"""RMSNorm against flax.linen.RMSNorm, SwitchableNorm against a float64 oracle, FrozenBatchNorm."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import normzoo
+from tests.norms import oracle
+from tests.norms.variants import np_ref
+
+RNG = np.random.default_rng(13)
+KEY = jax.random.PRNGKey(0)
+C = 6
+
+
+def _data(shape, loc=0.0, spread=1.0):
+  return jnp.asarray((loc + spread * RNG.standard_normal(shape)).astype(np.float32))
+
+
+@pytest.mark.parametrize("kwargs,shape", [
+    (dict(reduction_axes=(1, 2), feature_axes=(1, 2), epsilon=1e-3), (3, 4, C)),
+    (dict(use_scale=False), (8, C)),
+])
+def test_rms_matches_flax_outputs_and_gradients(kwargs, shape):
+  x, w = _data(shape, 0.5, 2.0), _data(shape)
+  v = nn.RMSNorm(**kwargs).init(KEY, x)
+  v = jax.tree.map(lambda p: p + _data(p.shape, 0.0, 0.3), v)
+  assert jax.tree.structure(normzoo.RMSNorm(**kwargs).init(KEY, x)) == jax.tree.structure(v)
+
+  def run(module):
+    return jax.jit(jax.value_and_grad(lambda v, x: jnp.sum(module.apply(v, x) * w),
+                                      argnums=(0, 1)))(v, x)
+  (l_o, g_o), (l_t, g_t) = run(normzoo.RMSNorm(**kwargs)), run(nn.RMSNorm(**kwargs))
+  np.testing.assert_allclose(l_o, l_t, rtol=1e-5)
+  np.testing.assert_allclose(normzoo.RMSNorm(**kwargs).apply(v, x),
+                             nn.RMSNorm(**kwargs).apply(v, x), atol=1e-6, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_o, g_t)
+
+
+def test_rms_defaults_match_flax_and_large_inputs_do_not_overflow():
+  theirs = {f.name: f.default for f in dataclasses.fields(nn.RMSNorm) if f.name not in
+            ("parent", "name")}
+  ours = {f.name: f.default for f in dataclasses.fields(normzoo.RMSNorm)}
+  assert ours == {**ours, **theirs}
+  for x in (_data((3, C)) * 1e25, (_data((3, C)) * 1e30).astype(jnp.bfloat16)):
+    y = normzoo.rms_norm(x, dtype=jnp.float32)
+    x64 = np.asarray(x.astype(jnp.float32), np.float64)
+    want = x64 / np.sqrt((x64 ** 2).mean(-1, keepdims=True) + 1e-6)
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y, want, rtol=1e-5)
+    # flax's x^2 overflows to inf here and its output collapses to 0.
+    flax_y = nn.RMSNorm().apply({"params": {"scale": jnp.ones(C)}}, x)
+    assert not np.allclose(np.asarray(flax_y, np.float64), want, rtol=1e-2)
+  # Tiny inputs are untouched by the rescaling (epsilon dominates, gradient 1/sqrt(eps)).
+  g = jax.grad(lambda x: jnp.sum(normzoo.rms_norm(x)))(jnp.full((1, C), 1e-20))
+  np.testing.assert_allclose(g, 1e3, rtol=1e-5)
+
+
+def test_rms_mask_uses_valid_elements_only():
+  x = _data((2, C), 1.0, 2.0)
+  mask = np.array([[1, 1, 0, 1, 0, 1]] * 2, bool)
+  y = normzoo.rms_norm(jnp.where(mask, x, 1e6), mask=mask)
+  x64 = np.asarray(x, np.float64)
+  ms = np.where(mask, x64 ** 2, 0).sum(-1, keepdims=True) / 4
+  np.testing.assert_allclose(y[mask], (x64 / np.sqrt(ms + 1e-6))[mask], rtol=1e-5)
+
+
+MW, VW = jnp.asarray([0.3, -0.5, 1.0]), jnp.asarray([-0.2, 0.8, 0.1])
+SCALE, BIAS = _data((C,), 1.0, 0.3), _data((C,), 0.0, 0.3)
+
+
+def test_switchable_training_and_eval_match_oracle():
+  x = _data((4, 3, 5, C), 1.0, 2.0)
+  sn = normzoo.SwitchableNorm(momentum=0.7)
+  v = sn.init(KEY, x, use_running_average=False)
+  assert set(v["params"]) == {"scale", "bias", "mean_weight", "var_weight"}
+  mean, var = _data((C,), 0.0, 0.5), jnp.abs(_data((C,), 1.0, 0.5)) + 0.1
+  v = {"params": {"scale": SCALE, "bias": BIAS, "mean_weight": MW, "var_weight": VW},
+       "batch_stats": {"mean": mean, "var": var}}
+  y, upd = jax.jit(lambda v, x: sn.apply(v, x, use_running_average=False,
+                                         mutable=["batch_stats"]))(v, x)
+  y_np, bm, bv = np_ref.switchable(x, SCALE, BIAS, MW, VW, 1e-5)
+  np.testing.assert_allclose(y, y_np, atol=3e-5)
+  np.testing.assert_allclose(upd["batch_stats"]["mean"], 0.7 * np.asarray(mean) + 0.3 * bm,
+                             atol=1e-5)
+  np.testing.assert_allclose(upd["batch_stats"]["var"], 0.7 * np.asarray(var) + 0.3 * bv,
+                             rtol=1e-5)
+  y_eval = sn.apply(v, x, use_running_average=True)
+  np.testing.assert_allclose(y_eval, np_ref.switchable(x, SCALE, BIAS, MW, VW, 1e-5, mean, var)[0],
+                             atol=3e-5)
+  with pytest.raises(ValueError, match="needs spatial axes"):
+    sn.init(KEY, _data((4, C)), use_running_average=False)
+
+
+def test_switchable_gradients_match_naive_float64():
+  x = _data((3, 2, 3, C), 1.0, 2.0)
+  mean, var = jnp.zeros(C), jnp.ones(C)
+
+  def naive(x, s, b, mw, vw):
+    wm, wv = jax.nn.softmax(mw), jax.nn.softmax(vw)
+    stats = [(jnp.mean(x, a, keepdims=True), jnp.var(x, a, keepdims=True))
+             for a in ((1, 2), (1, 2, 3), (0, 1, 2))]
+    mu = sum(w * m for w, (m, _) in zip(wm, stats))
+    s2 = sum(w * v for w, (_, v) in zip(wv, stats))
+    return (x - mu) / jnp.sqrt(s2 + 1e-5) * s + b
+
+  w = _data(x.shape)
+  ours = lambda *a: jnp.sum(normzoo.switchable_norm(*a, mean, var)[0] * w)
+  got = jax.jit(jax.grad(ours, argnums=tuple(range(5))))(x, SCALE, BIAS, MW, VW)
+  want = oracle.naive_grads(jax.jit(lambda *a: jnp.sum(naive(*a) * jnp.asarray(w, a[0].dtype))),
+                            x, SCALE, BIAS, MW, VW)
+  for g, want_g in zip(got, want):
+    np.testing.assert_allclose(g, want_g, rtol=1e-4, atol=1e-4)
+
+
+def test_frozen_batch_norm_always_uses_running_statistics():
+  x = _data((8, 2, 2, C), 3.0, 2.0)
+  bn = normzoo.BatchNorm()
+  v = bn.init(KEY, x, use_running_average=False)
+  v = {"params": {"scale": SCALE, "bias": BIAS},
+       "batch_stats": {"mean": _data((C,)), "var": jnp.abs(_data((C,), 1.0, 0.5)) + 0.1}}
+  y_eval = bn.apply(v, x, use_running_average=True)
+  for freeze in (False, True):
+    frozen = normzoo.FrozenBatchNorm(freeze_params=freeze)
+    assert jax.tree.structure(frozen.init(KEY, x, use_running_average=False)) == \
+        jax.tree.structure(v)
+
+    def loss(params, module):
+      y, upd = module.apply({**v, "params": params}, x, use_running_average=False,
+                            mutable=["batch_stats"])
+      return jnp.sum(jnp.sin(y)), (y, upd)
+    (_, (y, upd)), grads = jax.value_and_grad(loss, has_aux=True)(v["params"], frozen)
+    np.testing.assert_allclose(y, y_eval, atol=1e-6)
+    jax.tree.map(np.testing.assert_array_equal, upd["batch_stats"], v["batch_stats"])
+    want = jax.grad(lambda p: jnp.sum(jnp.sin(bn.apply({**v, "params": p}, x,
+                                                       use_running_average=True))))(v["params"])
+    if freeze:
+      jax.tree.map(lambda g: np.testing.assert_array_equal(g, 0.0), grads)
+    else:
+      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), grads, want)
+
+
+def test_one_pass_statistics_path(monkeypatch):
+  """The shifted one-pass moments (the GPU/TPU default) on CPU, with |mean| >> std."""
+  from normzoo.norms import stats
+  from normzoo.norms.variants import switchable
+  monkeypatch.setattr(stats, "prefer_two_pass", lambda: False)
+  monkeypatch.setattr(switchable, "prefer_two_pass", lambda: False)
+  x = _data((4, 3, 5, C), 1e3, 1.0)
+  y, _, _ = normzoo.switchable_norm(x, SCALE, BIAS, MW, VW, jnp.zeros(C), jnp.ones(C))
+  # x * a + b rounding: error ~ float32 eps * |mean| / std (see normalize._affine).
+  np.testing.assert_allclose(y, np_ref.switchable(x, SCALE, BIAS, MW, VW, 1e-5)[0], atol=5e-4)
+  v1 = _data((C,), 0.0, 1e-3)
+  y, var = normzoo.evonorm_b0(x, SCALE, BIAS, v1, jnp.ones(C), momentum=0.0)
+  np.testing.assert_allclose(y, np_ref.evonorm_b0(x, SCALE, BIAS, v1, 1e-5), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(var, np.asarray(x, np.float64).var((0, 1, 2)), rtol=1e-4)
