@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from normzoo.models import get_model
+from normzoo.norms.conv import get_conv
 from normzoo.norms.registry import get_norm, uses_batch_statistics
 from normzoo.train.step import AXIS
 
@@ -62,5 +63,6 @@ def make_model(config: Any, num_classes: int) -> nn.Module:
   """
   return get_model(str(config.model), **_as_dict(config.get("model_kwargs", None)),
                    num_classes=num_classes, norm=make_norm(config),
+                   conv=get_conv(str(config.get("conv", "standard"))),
                    norm_position=str(config.norm_position), dtype=compute_dtype(config),
                    kernel_init_scale=float(config.get("kernel_init_scale", 1.0)))

@@ -35,6 +35,7 @@ from normzoo.train.checkpoint import Checkpointer
 from normzoo.train.evaluate import accumulate, evaluate, summarize
 from normzoo.train.metrics import MetricsWriter
 from normzoo.train.optim import make_optimizer, make_schedule
+from normzoo.train.precise import make_precise_bn
 from normzoo.train.state import count_params, create_train_state
 from normzoo.train.step import make_eval_step, make_train_step
 from normzoo.train.validate import validate_config
@@ -147,6 +148,7 @@ class _Run:
     self.config, self.dataset, self.schedule, self.writer = config, dataset, schedule, writer
     self.batch_size = int(config.batch_size)
     self.sharding = distributed.batch_sharding(mesh)
+    self.precise_bn = make_precise_bn(config, model, mesh, dataset, self.sharding)
     smoothing = float(config.get("label_smoothing", 0.0))
     self.train_step = make_train_step(model, mesh, augment=dataset.augment,
                                       label_smoothing=smoothing, seed=int(config.seed))
@@ -204,6 +206,8 @@ class _Run:
                         epoch + 1)
         return "diverged", epoch + 1, state
       if (epoch + 1) % eval_every == 0 or epoch + 1 == num_epochs:
+        if self.precise_bn is not None:
+          state = self.precise_bn(state)
         row.update(self.evaluate(state))
         row["wall_time_s"] = self.wall_time()
         self.writer.write(row)

@@ -76,6 +76,14 @@ def validate_config(config: Any, num_devices: int) -> None:
     _number(config, "log_every_steps", 0, integer=True)
   if "kernel_init_scale" in config:
     _number(config, "kernel_init_scale", 0, low_open=True)
+  if "precise_bn_batches" in config:
+    _number(config, "precise_bn_batches", 0, integer=True)
+    if config.precise_bn_batches and num_devices > 1 and not config.sync_batch_stats:
+      _fail("precise_bn_batches needs sync_batch_stats=True on several devices (population "
+            "statistics are those of the global batch)")
+  if "conv" in config:
+    from normzoo.norms.conv import available_convs
+    _choice(config, "conv", tuple(available_convs()))
   if config.lr_schedule == "step":
     boundaries = list(config.get("lr_boundaries_epochs", ()) or ())
     if any(not isinstance(b, (int, float)) or b <= 0 for b in boundaries) or \
