@@ -1,5 +1,6 @@
 """What the benchmarks ran on, recorded next to their numbers."""
 
+import json
 import os
 import platform
 
@@ -16,3 +17,12 @@ def machine_description() -> dict:
   return dict(platform=platform.platform(), cpu=cpu_model or platform.processor(),
               cpu_count=os.cpu_count(), python=platform.python_version(), jax=jax.__version__,
               backend=jax.default_backend(), device=str(jax.devices()[0]))
+
+
+def write_results(path: str, rows: list[dict]) -> None:
+  """Writes ``{"machine": ..., "rows": rows}`` as JSON (no-op for an empty path)."""
+  if not path:
+    return
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(dict(machine=machine_description(), rows=rows), f, indent=1)

@@ -16,8 +16,6 @@ dx), i.e. ``2 * x.nbytes / time``.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -29,7 +27,7 @@ import numpy as np
 from absl import app, flags
 
 import normzoo
-from benchmarks.machine import machine_description
+from benchmarks.machine import write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("norms", ["batch", "layer", "group", "instance", "rms"], "Normalizers.")
@@ -210,10 +208,7 @@ def main(argv):
                 print(_format([row]).splitlines()[-1], flush=True)
   print()
   print(_format(rows))
-  if FLAGS.json:
-    os.makedirs(os.path.dirname(FLAGS.json) or ".", exist_ok=True)
-    with open(FLAGS.json, "w") as f:
-      json.dump(dict(machine=machine_description(), rows=rows), f, indent=1)
+  write_results(FLAGS.json, rows)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ rounds that alternate between the two in a shuffled order. Reports images/s
 from __future__ import annotations
 
 import functools
-import json
-import os
 import statistics
 import time
 
@@ -26,7 +24,7 @@ import optax
 from absl import app, flags
 
 import normzoo
-from benchmarks.machine import machine_description
+from benchmarks.machine import write_results
 from normzoo.models import get_model
 
 FLAGS = flags.FLAGS
@@ -125,10 +123,7 @@ def main(argv):
       rows.append(r)
       print(f"| {model_name} | {norm_name} | {r['normzoo_images_per_s']:.0f} | "
             f"{r['flax_images_per_s']:.0f} | {r['speedup']:.2f} |", flush=True)
-  if FLAGS.json:
-    os.makedirs(os.path.dirname(FLAGS.json) or ".", exist_ok=True)
-    with open(FLAGS.json, "w") as f:
-      json.dump(dict(machine=machine_description(), rows=rows), f, indent=1)
+  write_results(FLAGS.json, rows)
 
 
 if __name__ == "__main__":
