@@ -29,7 +29,11 @@ def final_accuracy_plot(path: str, summaries: list[dict[str, Any]], spec: dict[s
   series_field = spec.get("series")
   lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
   for s in summaries:
-    lines[_label(s["key"], skip=(x_field,))].append(s)
+    # With a series field, one line per value of it: fields derived from x
+    # (a learning rate scaled with the batch size) must not split the line.
+    label = (f"{series_field}={s['key'].get(series_field)}" if series_field
+             else _label(s["key"], skip=(x_field,)))
+    lines[label].append(s)
   fig, ax = plt.subplots(figsize=(7, 4.5))
   diverged_label_done = False
   metrics = spec.get("y", ["test_accuracy"])
