@@ -6,6 +6,7 @@ a message that names it before XLA sees anything.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -69,3 +70,17 @@ def check_feature_params(name: str, param: Any, expected: Sequence[int]) -> None
   if param is not None and tuple(np.shape(param)) != tuple(expected):
     raise ValueError(f"{name} has shape {tuple(np.shape(param))} but the input's feature axes have "
                      f"shape {tuple(expected)}")
+
+
+def check_not_single_value(name: str, shape: Sequence[int], stat_axes: Sequence[int],
+                           axis_name: Any, mask: Any,
+                           hint: str = "Use a larger batch or use_running_average=True") -> None:
+  """Refuses training-mode statistics of one value each (variance 0: the output is the bias).
+
+  With ``axis_name`` or a ``mask`` the count is only known at run time, so
+  those cases are let through.
+  """
+  if axis_name is None and mask is None and math.prod(shape[a] for a in stat_axes) == 1:
+    raise ValueError(
+        f"{name} in training mode on an input of shape {tuple(shape)} computes each statistic "
+        f"from a single value (variance 0, output = bias). {hint}")

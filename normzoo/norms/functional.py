@@ -19,7 +19,6 @@ output dtype is ``dtype`` if given, else the promotion of input and params
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -127,12 +126,10 @@ def batch_norm(x: Array, scale: Array | None = None, bias: Array | None = None,
     return y, mean, var
 
   _checks.check_axis_name(axis_name)
-  per_channel = math.prod(x.shape[a] for a in reduction_axes)
-  if axis_name is None and mask is None and per_channel == 1:
-    raise ValueError(
-        f"batch_norm in training mode on an input of shape {tuple(x.shape)} computes each "
-        f"channel's statistics from a single value (variance 0, output = bias). Use a batch of "
-        f"more than one example, use_running_average=True, or a per-example norm (layer/group)")
+  _checks.check_not_single_value(
+      "batch_norm", x.shape, reduction_axes, axis_name, mask,
+      hint="Use a batch of more than one example, use_running_average=True, or a per-example "
+           "norm (layer/group)")
   spec = _spec(reduction_axes, epsilon, axis_name, axis_index_groups, use_fast_variance, out_dtype)
   y, batch_mean, batch_var, count = normalize_with_batch_stats(x, scale_b, bias_b, mask, spec)
   batch_mean = jnp.squeeze(batch_mean, reduction_axes)

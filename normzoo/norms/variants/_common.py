@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import flax.linen as nn
@@ -17,6 +16,7 @@ __all__ = ["broadcast_param", "channel_param", "check_not_single_value", "per_ch
            "spatial_axes", "update_running"]
 
 broadcast_param = _broadcast_param
+check_not_single_value = _checks.check_not_single_value
 
 
 def per_channel_layout(x: Array, axis: Any) -> tuple[tuple[int, ...], tuple[int, ...],
@@ -25,15 +25,6 @@ def per_channel_layout(x: Array, axis: Any) -> tuple[tuple[int, ...], tuple[int,
   feature_axes = _checks.canonical_axes(axis, x.ndim, "axis", x.shape)
   reduction_axes = tuple(a for a in range(x.ndim) if a not in feature_axes)
   return feature_axes, reduction_axes, tuple(x.shape[a] for a in feature_axes)
-
-
-def check_not_single_value(name: str, shape: tuple[int, ...], stat_axes: tuple[int, ...],
-                           axis_name: Any, mask: Array | None) -> None:
-  """Refuses statistics of one value each (variance 0: the output would be the bias)."""
-  if axis_name is None and mask is None and math.prod(shape[a] for a in stat_axes) == 1:
-    raise ValueError(
-        f"{name} in training mode on an input of shape {tuple(shape)} computes each statistic "
-        f"from a single value (variance 0). Use a larger batch or use_running_average=True")
 
 
 def spatial_axes(x: Array, name: str) -> tuple[int, ...]:
