@@ -37,13 +37,19 @@ def get_config() -> ml_collections.ConfigDict:
   # Model and normalizer.
   c.model = "mnist_cnn"          # mnist_cnn | mnist_cnn_small | cifar_cnn | resnet20 | resnet18 | mlp
   c.model_kwargs = ml_collections.ConfigDict()   # extra model fields, e.g. {'width': 256}
-  c.norm = "batch"               # batch | layer | group | instance | none
+  c.norm = "batch"               # any name in normzoo.available_norms()
   c.norm_kwargs = ml_collections.ConfigDict()    # see the module docstring
   c.per_norm_kwargs = ml_collections.ConfigDict({
       # PyTorch's momentum 0.1: flax's 0.99 lags behind in short runs.
       "batch": {"momentum": 0.9},
       # 8 groups: with the default 32, a 32-channel layer would be instance norm.
       "group": {"num_groups": 8},
+      # The variants with running averages or groups get the same defaults.
+      "batch_renorm": {"momentum": 0.9},
+      "ghost_batch": {"momentum": 0.9},
+      "evonorm_b0": {"momentum": 0.9},
+      "evonorm_s0": {"num_groups": 8},
+      "switchable": {"momentum": 0.9},
   })
   c.norm_position = "before_activation"   # before_activation | after_activation
   c.sync_batch_stats = True      # batch statistics over the global batch (False: per device)

@@ -4,7 +4,10 @@ Per-device batch sizes 2 ... 128 on one device, the learning rate scaled
 linearly with the batch (0.05 at 128), a fixed number of epochs. Claim
 tested (Wu & He 2018): BN's accuracy degrades as the per-device batch
 shrinks (ResNet-50/ImageNet: 23.6 -> 34.7 % error from 32 to 2 images per
-GPU) while GN's does not (24.1 -> 24.1 %).
+GPU) while GN's does not (24.1 -> 24.1 %). Two variants made for the
+small-batch regime ride along: batch renorm (Ioffe 2017), which corrects
+batch statistics towards the running ones, and FRN (Singh & Krishnan 2020),
+which uses no batch statistics at all.
 """
 
 from configs.sweeps import common
@@ -18,7 +21,7 @@ def get_config():
 
 
 def get_sweep():
-  runs = grid(norm=["batch", "group"], batch_size=BATCH_SIZES, seed=common.SEEDS)
+  runs = grid(norm=["batch", "group", "batch_renorm", "frn"], batch_size=BATCH_SIZES, seed=common.SEEDS)
   for run in runs:
     run["learning_rate"] = 0.05 * run["batch_size"] / 128
   return runs

@@ -11,6 +11,9 @@ from configs import fashion_mnist
 
 SEEDS = [0, 1, 2]
 CORE_NORMS = ["batch", "group", "layer", "instance", "none"]
+# The research variants (normzoo/norms/variants), as named in the registry.
+VARIANT_NORMS = ["batch_renorm", "ghost_batch", "frn", "evonorm_b0", "evonorm_s0", "rms",
+                 "switchable"]
 
 
 def base(train_examples: int = 10000, num_epochs: int = 3):

@@ -61,6 +61,8 @@ def final_accuracy_plot(path: str, summaries: list[dict[str, Any]], spec: dict[s
         diverged_label_done = True
   if spec.get("logx"):
     ax.set_xscale("log", base=2 if spec.get("logx") == 2 else 10)
+  elif spec.get("xscale"):
+    ax.set_xscale(spec["xscale"])  # e.g. 'logit' spaces momenta 0.5 ... 0.999 evenly
   ax.set_xlabel(x_field)
   ax.set_ylabel("final test accuracy (%)" if metrics == ["test_accuracy"] else "final accuracy (%)")
   ax.set_title(spec.get("title") or f"Final test accuracy vs {x_field}"

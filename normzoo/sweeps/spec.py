@@ -8,7 +8,8 @@ A sweep file is a Python file defining
   names, dotted for nested fields (``"per_norm_kwargs.batch.momentum"``);
 * optionally ``get_report()``: how to plot the sweep (see
   :mod:`normzoo.sweeps.report`): ``x`` (a swept field for the horizontal
-  axis), ``series`` (a field drawn as one line each), ``logx``, ``title``
+  axis), ``series`` (a field drawn as one line each), ``logx`` (2 or 10) or
+  ``xscale`` (any matplotlib scale, e.g. ``"logit"``), ``y``, ``title``
   and ``claim`` (the sentence the sweep tests).
 
 :func:`grid` and :func:`zip_axes` build override lists; lists combine with
