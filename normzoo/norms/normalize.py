@@ -107,17 +107,28 @@ def normalize_with_batch_stats(x: Array, scale: Array | None, bias: Array | None
     ``(y, mean, var, count)``; the statistics keep the reduced axes as size 1
     and ``count`` is the number of valid elements behind each statistic.
   """
+  scale, bias = cast_params_to_varying(x, scale, bias)
+  typed = bool(_varying_axes(x))
+  return _normalize_with_batch_stats(x, scale, bias, mask, spec._replace(typed=typed))
+
+
+def cast_params_to_varying(x: Array, *params: Array | None) -> tuple[Array | None, ...]:
+  """``params`` cast to vary over the mesh axes ``x`` varies over (shard_map's ``check_vma``).
+
+  Under shard_map, parameters replicated across devices meet per-device
+  activations in a custom VJP, whose backward must return cotangents typed
+  like its inputs. Casting the parameters to varying first lets JAX's own
+  transpose of that cast sum their gradients over devices, exactly as it
+  does for any other replicated parameter. Outside shard_map: unchanged.
+  """
   varying = _varying_axes(x)
-  if varying:
-    # Under shard_map, parameters replicated across devices meet per-device
-    # activations here. Casting them to varying first lets JAX's own
-    # transpose of that cast sum their gradients over devices, exactly as it
-    # does for any other replicated parameter.
-    def to_varying(p):
-      missing = tuple(varying - _varying_axes(p)) if p is not None else ()
-      return lax.pcast(p, missing, to="varying") if missing else p
-    scale, bias = to_varying(scale), to_varying(bias)
-  return _normalize_with_batch_stats(x, scale, bias, mask, spec._replace(typed=bool(varying)))
+  if not varying:
+    return params
+
+  def to_varying(p):
+    missing = tuple(varying - _varying_axes(p)) if p is not None else ()
+    return lax.pcast(p, missing, to="varying") if missing else p
+  return tuple(to_varying(p) for p in params)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))

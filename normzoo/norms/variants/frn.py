@@ -56,8 +56,8 @@ def filter_response_norm(x: Array, scale: Array | None = None, bias: Array | Non
   for name, value in (("scale", scale), ("bias", bias), ("tau", tau)):
     _checks.check_feature_params(name, value, channels)
   eps = epsilon if learned_epsilon is None else epsilon + jnp.abs(learned_epsilon)
-  xs, inv = scaled_inverse_rms(x, tuple(range(1, x.ndim - 1)), eps)
-  y = xs * inv
+  s, inv = scaled_inverse_rms(x, tuple(range(1, x.ndim - 1)), eps)
+  y = (x.astype(inv.dtype) * s) * inv
   if scale is not None:
     y = y * scale.astype(y.dtype)
   if bias is not None:

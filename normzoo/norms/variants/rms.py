@@ -9,13 +9,25 @@ Overflow. ``x^2`` overflows float32 once ``|x| > 1.8e19`` (and bf16 input is
 up-cast first, so it would overflow there too). We divide ``x`` by
 ``2^k >= max|x|`` first (``k >= 0``, so small inputs are untouched) and add
 ``epsilon * 2^-2k``: the function is identical, the power-of-two scaling is
-exact, and the squares stay <= 1.
+exact, and the squares stay <= 1. That costs a pass over ``x`` for the
+maximum, so without ``axis_name`` the sum of squares is tried first and the
+scaled path runs (``lax.cond``) only when it is not finite.
+
+Backward (without ``axis_name``), with ``x_hat = x / rms``, ``g = dy * scale``,
+``m`` the mask and ``N`` the valid count per row::
+
+    dx = (g - m * x_hat * sum(g * x_hat) / N) / rms,   dscale = sum(dy * x_hat)
+
+written by hand (``jax.custom_vjp``): one reduction and one elementwise pass,
+saving only ``x`` and the per-row ``1 / rms`` (as a power of two times a
+moderate factor, so it neither overflows nor underflows).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -25,7 +37,7 @@ from jax import lax
 
 from normzoo.norms import _checks
 from normzoo.norms.modules import _axis_name_unless_init
-from normzoo.norms.normalize import hashable_groups, output_dtype
+from normzoo.norms.normalize import cast_params_to_varying, hashable_groups, output_dtype
 from normzoo.norms.stats import stat_dtype
 from normzoo.norms.variants._common import broadcast_param
 
@@ -37,11 +49,11 @@ __all__ = ["RMSNorm", "rms_norm"]
 def scaled_inverse_rms(x: Array, axes: tuple[int, ...], epsilon: float | Array, *,
                        mask: Array | None = None, axis_name: Any = None,
                        axis_index_groups: Any = None) -> tuple[Array, Array]:
-  """``(xs, inv)`` with ``xs * inv == x / sqrt(mean(x^2) + epsilon)``, overflow-free.
+  """``(s, inv)`` with ``x * s * inv == x / sqrt(mean(x^2) + epsilon)``, overflow-free.
 
-  ``xs`` is ``x`` (in float32, float64 for float64 input) times an exact
-  power of two ``<= 1``; ``inv`` keeps the reduced axes as size 1. With
-  ``axis_name`` the mean also runs over devices (count-weighted: one
+  ``s`` is an exact power of two ``<= 1`` with ``max|x * s| <= 1``; both keep
+  the reduced axes as size 1 and are float32 (float64 for float64 input).
+  With ``axis_name`` the mean also runs over devices (count-weighted: one
   ``pmax`` for the scaling and one ``psum``).
   """
   xf = x.astype(stat_dtype(x.dtype))
@@ -63,7 +75,64 @@ def scaled_inverse_rms(x: Array, axes: tuple[int, ...], epsilon: float | Array, 
   if axis_name is not None:
     total, count = lax.psum(jnp.stack([total, count]), axis_name, axis_index_groups=groups)
   mean_square = total / jnp.maximum(count, 1.0)
-  return xs, lax.rsqrt(mean_square + epsilon * jnp.square(s))
+  return s, lax.rsqrt(mean_square + epsilon * jnp.square(s))
+
+
+class _RMSSpec(NamedTuple):
+  axes: tuple[int, ...]
+  epsilon: float
+  out_dtype: Any
+
+
+def _valid_count(shape: tuple[int, ...], mask: Array | None, axes: tuple[int, ...],
+                 dtype: Any) -> Array | int:
+  """Valid elements per row (at least 1): a constant without a mask."""
+  if mask is None:
+    return math.prod(shape[a] for a in axes)
+  return jnp.maximum(jnp.sum(mask.astype(dtype), axis=axes, keepdims=True), 1.0)
+
+
+def _local_inverse_rms(x: Array, mask: Array | None, spec: _RMSSpec) -> tuple[Array, Array]:
+  """``(s, inv)`` per row, ``1 / rms == s * inv``: ``s == 1`` unless ``x^2`` overflows."""
+  xf = x.astype(stat_dtype(x.dtype))
+  sq = jnp.square(xf) if mask is None else jnp.where(mask, jnp.square(xf), 0.0)
+  total = jnp.sum(sq, axis=spec.axes, keepdims=True)
+  mean_square = total / _valid_count(x.shape, mask, spec.axes, xf.dtype)
+  fast = (jnp.ones_like(total), lax.rsqrt(mean_square + spec.epsilon))
+  return lax.cond(jnp.all(jnp.isfinite(total)), lambda: fast,
+                  lambda: scaled_inverse_rms(x, spec.axes, spec.epsilon, mask=mask))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _rms_normalize(x: Array, scale: Array | None, mask: Array | None, spec: _RMSSpec) -> Array:
+  return _rms_forward(x, scale, mask, spec)[0]
+
+
+def _rms_forward(x, scale, mask, spec: _RMSSpec):
+  s, inv = _local_inverse_rms(x, mask, spec)
+  a = inv if scale is None else inv * scale.astype(inv.dtype)
+  y = ((x.astype(inv.dtype) * s) * a).astype(spec.out_dtype)
+  return y, (x, scale, mask, s, inv)
+
+
+def _rms_backward(spec: _RMSSpec, residuals, gy):
+  x, scale, mask, s, inv = residuals
+  xf = x.astype(inv.dtype)
+  gyf = gy.astype(inv.dtype)
+  x_hat = (xf * s) * inv
+  g = gyf if scale is None else gyf * scale.astype(inv.dtype)
+  c = jnp.sum(g * x_hat, axis=spec.axes, keepdims=True) / _valid_count(
+      x.shape, mask, spec.axes, inv.dtype)
+  correction = x_hat * c if mask is None else jnp.where(mask, x_hat * c, 0.0)
+  dx = ((g - correction) * inv) * s
+  dscale = None
+  if scale is not None:
+    param_axes = tuple(a for a in range(x.ndim) if scale.shape[a] == 1 and x.shape[a] != 1)
+    dscale = jnp.sum(gyf * x_hat, axis=param_axes, keepdims=True).astype(scale.dtype)
+  return dx.astype(x.dtype), dscale, None
+
+
+_rms_normalize.defvjp(_rms_forward, _rms_backward)
 
 
 def rms_norm(x: Array, scale: Array | None = None, *, reduction_axes: Any = -1,
@@ -80,11 +149,18 @@ def rms_norm(x: Array, scale: Array | None = None, *, reduction_axes: Any = -1,
   _checks.check_mask(mask, x.shape)
   _checks.check_axis_name(axis_name)
   _checks.check_feature_params("scale", scale, tuple(x.shape[a] for a in features))
-  xs, inv = scaled_inverse_rms(x, axes, epsilon, mask=mask, axis_name=axis_name,
-                               axis_index_groups=axis_index_groups)
   scale_b = broadcast_param(scale, x.ndim, features)
+  out_dtype = output_dtype(dtype, x, scale)
+  if axis_name is None:
+    # The fast path's lax.cond must not split devices between branches that
+    # run collectives, so it is used only for per-device statistics.
+    valid = None if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), x.shape)
+    (scale_b,) = cast_params_to_varying(x, scale_b)
+    return _rms_normalize(x, scale_b, valid, _RMSSpec(axes, float(epsilon), out_dtype))
+  s, inv = scaled_inverse_rms(x, axes, epsilon, mask=mask, axis_name=axis_name,
+                              axis_index_groups=axis_index_groups)
   a = inv if scale_b is None else inv * scale_b.astype(inv.dtype)
-  return (xs * a).astype(output_dtype(dtype, x, scale))
+  return ((x.astype(inv.dtype) * s) * a).astype(out_dtype)
 
 
 class RMSNorm(nn.Module):
