@@ -92,44 +92,57 @@ def _valid_count(shape: tuple[int, ...], mask: Array | None, axes: tuple[int, ..
   return jnp.maximum(jnp.sum(mask.astype(dtype), axis=axes, keepdims=True), 1.0)
 
 
-def _local_inverse_rms(x: Array, mask: Array | None, spec: _RMSSpec) -> tuple[Array, Array]:
-  """``(s, inv)`` per row, ``1 / rms == s * inv``: ``s == 1`` unless ``x^2`` overflows."""
-  xf = x.astype(stat_dtype(x.dtype))
-  sq = jnp.square(xf) if mask is None else jnp.where(mask, jnp.square(xf), 0.0)
-  total = jnp.sum(sq, axis=spec.axes, keepdims=True)
-  mean_square = total / _valid_count(x.shape, mask, spec.axes, xf.dtype)
-  fast = (jnp.ones_like(total), lax.rsqrt(mean_square + spec.epsilon))
-  return lax.cond(jnp.all(jnp.isfinite(total)), lambda: fast,
-                  lambda: scaled_inverse_rms(x, spec.axes, spec.epsilon, mask=mask))
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _rms_normalize(x: Array, scale: Array | None, mask: Array | None, spec: _RMSSpec) -> Array:
   return _rms_forward(x, scale, mask, spec)[0]
 
 
 def _rms_forward(x, scale, mask, spec: _RMSSpec):
-  s, inv = _local_inverse_rms(x, mask, spec)
-  a = inv if scale is None else inv * scale.astype(inv.dtype)
-  y = ((x.astype(inv.dtype) * s) * a).astype(spec.out_dtype)
-  return y, (x, scale, mask, s, inv)
+  xf = x.astype(stat_dtype(x.dtype))
+  sq = jnp.square(xf) if mask is None else jnp.where(mask, jnp.square(xf), 0.0)
+  total = jnp.sum(sq, axis=spec.axes, keepdims=True)
+  in_range = jnp.all(jnp.isfinite(total))
+
+  def apply(s, inv):
+    a = inv if scale is None else inv * scale.astype(inv.dtype)
+    return (xf if s is None else xf * s) * a
+
+  def fast():
+    inv = lax.rsqrt(total / _valid_count(x.shape, mask, spec.axes, xf.dtype) + spec.epsilon)
+    return apply(None, inv), jnp.ones_like(inv), inv
+
+  def scaled():
+    s, inv = scaled_inverse_rms(x, spec.axes, spec.epsilon, mask=mask)
+    return apply(s, inv), s, inv
+
+  # Each branch holds its own full-size passes, so the common case never
+  # multiplies by the (then exactly 1) power-of-two factor.
+  y, s, inv = lax.cond(in_range, fast, scaled)
+  return y.astype(spec.out_dtype), (x, scale, mask, in_range, s, inv)
 
 
 def _rms_backward(spec: _RMSSpec, residuals, gy):
-  x, scale, mask, s, inv = residuals
+  x, scale, mask, in_range, s, inv = residuals
   xf = x.astype(inv.dtype)
   gyf = gy.astype(inv.dtype)
-  x_hat = (xf * s) * inv
   g = gyf if scale is None else gyf * scale.astype(inv.dtype)
-  c = jnp.sum(g * x_hat, axis=spec.axes, keepdims=True) / _valid_count(
-      x.shape, mask, spec.axes, inv.dtype)
-  correction = x_hat * c if mask is None else jnp.where(mask, x_hat * c, 0.0)
-  dx = ((g - correction) * inv) * s
-  dscale = None
-  if scale is not None:
-    param_axes = tuple(a for a in range(x.ndim) if scale.shape[a] == 1 and x.shape[a] != 1)
-    dscale = jnp.sum(gyf * x_hat, axis=param_axes, keepdims=True).astype(scale.dtype)
-  return dx.astype(x.dtype), dscale, None
+  count = _valid_count(x.shape, mask, spec.axes, inv.dtype)
+
+  def grads(scaled: bool):
+    def run():
+      x_hat = (xf * s) * inv if scaled else xf * inv
+      c = jnp.sum(g * x_hat, axis=spec.axes, keepdims=True) / count
+      correction = x_hat * c if mask is None else jnp.where(mask, x_hat * c, 0.0)
+      dx = (g - correction) * inv
+      dx = (dx * s if scaled else dx).astype(x.dtype)
+      if scale is None:
+        return dx, None
+      param_axes = tuple(a for a in range(x.ndim) if scale.shape[a] == 1 and x.shape[a] != 1)
+      return dx, jnp.sum(gyf * x_hat, axis=param_axes, keepdims=True).astype(scale.dtype)
+    return run
+
+  dx, dscale = lax.cond(in_range, grads(False), grads(True))
+  return dx, dscale, None
 
 
 _rms_normalize.defvjp(_rms_forward, _rms_backward)
