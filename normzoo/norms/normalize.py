@@ -163,7 +163,7 @@ def _backward(spec: StatSpec, residuals, cotangents):
   groups = spec.channel_groups
   # Every reduction below reads only x and gy, each through its own
   # expression: XLA:CPU then fuses the arithmetic into the reduction instead
-  # of writing a shared full-size intermediate (see prefer_two_pass).
+  # of writing a shared full-size intermediate (see stats.variance_method).
   scale_f = None if scale is None else scale.astype(dtype)
   dscale = dbias = None
   # Reduce first over the statistic axes along which scale and bias are

@@ -5,13 +5,22 @@ the input dtype; the up-cast happens inside the reduction, so no float32 copy
 of a bf16 input is materialized.
 
 Precision. ``E[x^2] - E[x]^2`` loses every significant digit once
-``|mean| >> std`` (1e4 + N(0, 1) in float32 gives garbage). We reduce
-``d = x - k`` instead, where ``k`` is one sample of each statistic's slice:
-``|mean - k|`` is then of the order of the standard deviation, and
-``var = E[d^2] - E[d]^2`` keeps full precision in a single pass; or we use
-the textbook two-pass form, which XLA:CPU fuses without writing ``x - mean``
-out and so is the faster one there (:func:`prefer_two_pass`). Both are
-accurate; ``use_fast_variance=False`` forces the two-pass form.
+``|mean| >> std`` (1e4 + N(0, 1) in float32 gives garbage). Three accurate
+methods (:func:`variance_method` picks one per backend):
+
+* ``"two_pass"``: ``mean`` first, then ``sum((x - mean)^2)``; exact to
+  float32 rounding for any mean. ``use_fast_variance=False`` forces it.
+* ``"shifted"`` (GPU/TPU): reduce ``d = x - k`` where ``k`` is one sample of
+  each statistic's slice: ``|mean - k|`` is of the order of the standard
+  deviation, and ``var = E[d^2] - E[d]^2`` keeps full precision in a single
+  pass (sibling reductions fuse into one kernel there).
+* ``"checked"`` (CPU): the plain sums of ``x`` and ``x^2`` in one fused pass,
+  kept only where they are safe: the rounding error of ``E[x^2] - E[x]^2``
+  is that of a two-pass variance times ``E[x^2] / var``, so where every
+  statistic has ``var >= E[x^2] / 4`` (``|mean| <= sqrt(3) std``: normalized
+  activations, ReLU outputs, images) the result stays within a factor 4 of
+  float32 rounding; otherwise (large means, overflow) the two-pass method
+  reruns, chosen by ``lax.cond`` so only one of them runs.
 
 Across devices. Each device reduces its shard to a count ``n``, a mean ``m``
 and a centred sum of squares ``M2``; one ``all_gather`` of those three small
@@ -73,16 +82,22 @@ def _sum(v: Array, axes: tuple[int, ...], channel_groups: int | None) -> Array:
   return group_sum(jnp.sum(v, axis=axes, keepdims=True), channel_groups)
 
 
-def prefer_two_pass() -> bool:
-  """Which accurate variance formula is faster here.
+def variance_method(use_fast_variance: bool = True) -> str:
+  """``"two_pass"``, ``"checked"`` or ``"shifted"`` (see the module docstring).
 
-  On CPU, XLA fuses ``sum((x - mean)^2)`` into the reduction without writing
-  ``x - mean`` out, while the shifted one-pass form materializes ``x - k``
-  for its two reductions: two reads beat one read plus a write (measured
-  5x on the stats alone, benchmarks/RESULTS.md). On GPU/TPU sibling
-  reductions fuse into one kernel and the single read wins.
+  On CPU, XLA fuses the plain sums with everything that follows them into
+  one pass over ``x``, while a shift ``k`` taken from ``x`` makes it write
+  ``x - k`` out; the two-pass form fuses without writing ``x - mean`` but
+  reads ``x`` twice. On GPU/TPU sibling reductions of ``x - k`` fuse into
+  one kernel and the shifted single pass wins.
   """
-  return jax.default_backend() == "cpu"
+  if not use_fast_variance:
+    return "two_pass"
+  return "checked" if jax.default_backend() == "cpu" else "shifted"
+
+
+# The checked single pass is kept where var >= E[x^2] / SAFE_RATIO.
+SAFE_RATIO = 4.0
 
 
 def _mask_count(mask: Array, shape: Sequence[int], axes: tuple[int, ...],
@@ -98,7 +113,7 @@ def _mask_count(mask: Array, shape: Sequence[int], axes: tuple[int, ...],
   return count
 
 
-def local_moments(x: Array, axes: tuple[int, ...], mask: Array | None, two_pass: bool,
+def local_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method: str,
                   channel_groups: int | None = None) -> tuple[Array, Array, Array]:
   """Per-device ``(count, mean, M2)``, each with the reduced axes kept as size 1.
 
@@ -113,9 +128,25 @@ def local_moments(x: Array, axes: tuple[int, ...], mask: Array | None, two_pass:
   if mask is None:
     n = math.prod(x.shape[a] for a in axes)
     n *= 1 if channel_groups is None else x.shape[-1] // channel_groups
-    if two_pass:
+    def two_pass():
+      # Corrected two-pass (Chan, Golub & LeVeque): the rounding error of the
+      # first mean would add n * error^2 to M2; the sum of the deviations
+      # measures that error and takes it out again.
       mean = _sum(xf, axes, channel_groups) / n
-      m2 = _sum(jnp.square(xf - mean), axes, channel_groups)
+      d = _sum(xf - mean, axes, channel_groups)
+      m2 = _sum(jnp.square(xf - mean), axes, channel_groups) - jnp.square(d) / n
+      return mean + d / n, jnp.maximum(m2, 0.0)
+
+    if method == "two_pass":
+      mean, m2 = two_pass()
+    elif method == "checked":
+      s1 = _sum(xf, axes, channel_groups)
+      s2 = _sum(jnp.square(xf), axes, channel_groups)
+      mean = s1 / n
+      m2 = s2 - s1 * mean
+      # Written so that NaN (overflowed squares) also takes the two-pass branch.
+      safe = jnp.all(m2 * SAFE_RATIO >= s2)
+      mean, m2 = lax.cond(safe, lambda: (mean, jnp.maximum(m2, 0.0)), two_pass)
     else:
       shift = _first_sample(xf, axes)
       if channel_groups is not None:
@@ -180,8 +211,8 @@ def moments_keepdims(x: Array, axes: tuple[int, ...], *, axis_name: Any = None,
                      use_fast_variance: bool = True, channel_groups: int | None = None
                      ) -> tuple[Array, Array, Array]:
   """``(mean, var, count)`` with reduced axes kept; ``axes`` must be canonical."""
-  two_pass = prefer_two_pass() or not use_fast_variance
-  count, mean, m2 = local_moments(x, axes, mask, two_pass, channel_groups)
+  count, mean, m2 = local_moments(x, axes, mask, variance_method(use_fast_variance),
+                                  channel_groups)
   if axis_name is not None:
     count, mean, m2 = combine_across_devices(count, mean, m2, axis_name, axis_index_groups)
   var = m2 / jnp.maximum(count, 1.0)
@@ -201,9 +232,9 @@ def moments(x: Array, reduction_axes: int | Sequence[int], *, axis_name: Any = N
     axis_index_groups: statistics within these groups of device indices.
     mask: bool array broadcastable to ``x``; only True elements count, and
       across devices the result is weighted by each device's valid count.
-    use_fast_variance: True picks the faster accurate formula for the
-      backend (two-pass on CPU, shifted single-pass elsewhere); False always
-      uses the two-pass one. Both are accurate for ``|mean| >> std``.
+    use_fast_variance: True picks the faster accurate method for the
+      backend (:func:`variance_method`); False always uses the two-pass
+      one. All are accurate for ``|mean| >> std``.
 
   Returns:
     ``(mean, var)`` in float32 (float64 for float64 input), shape of ``x``

@@ -180,6 +180,36 @@ def test_large_mean_input_defeats_the_one_pass_formula():
   assert float(jnp.max(jnp.abs(var - 1.0))) > 1e-2
 
 
+@pytest.mark.parametrize("method", ["checked", "shifted", "two_pass"])
+@pytest.mark.parametrize("loc", [0.0, 1.0, 1e4])
+def test_every_variance_method_matches_float64(method, loc):
+  """Each method, forced, on typical and large-mean data, with a group axis too."""
+  x = (loc + RNG.standard_normal((6, 5, 4, 16))).astype(np.float32)
+  x64 = np.asarray(x, np.float64)
+  for axes, groups in (((0, 1, 2), None), ((1, 2), None), ((1, 2), 4)):
+    count, mean, m2 = stats.local_moments(jnp.asarray(x), axes, None, method, groups)
+    if groups is None:
+      want_mean, want_var = x64.mean(axes, keepdims=True), x64.var(axes, keepdims=True)
+    else:
+      g = x64.reshape(x.shape[:-1] + (groups, 16 // groups))
+      want_mean = np.repeat(g.mean((1, 2, 4), keepdims=True), 16 // groups, -1).reshape(6, 1, 1, 16)
+      want_var = np.repeat(g.var((1, 2, 4), keepdims=True), 16 // groups, -1).reshape(6, 1, 1, 16)
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(m2 / count, want_var, rtol=2e-5)
+
+
+def test_checked_single_pass_falls_back_for_every_statistic_when_one_is_unsafe():
+  """One channel with |mean| >> std sends the whole call to the two-pass branch."""
+  x = RNG.standard_normal((64, 3, 3, 8)).astype(np.float32)
+  x[..., 5] += 3e3
+  _, var = stats.moments(jnp.asarray(x), (0, 1, 2))
+  np.testing.assert_allclose(var, np.asarray(x, np.float64).var((0, 1, 2)), rtol=1e-4)
+  # The raw single pass really is wrong on that channel (the check is needed).
+  xj = jnp.asarray(x)
+  naive = jnp.mean(xj * xj, axis=(0, 1, 2)) - jnp.mean(xj, axis=(0, 1, 2)) ** 2
+  assert abs(float(naive[5]) - float(x[..., 5].astype(np.float64).var())) > 1e-2
+
+
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_half_precision_input_gets_float32_statistics(dtype):
   x32 = _data((16, 4, 4, 8), 3.0, 1.0)

@@ -35,7 +35,7 @@ from normzoo.norms import _checks
 from normzoo.norms.modules import _axis_name_unless_init, _feature_params, _require_batch_stats
 from normzoo.norms.normalize import hashable_groups, normalize_with_stats, output_dtype
 from normzoo.norms.precise import record_batch_moments
-from normzoo.norms.stats import combine_across_devices, local_moments, prefer_two_pass
+from normzoo.norms.stats import combine_across_devices, local_moments, variance_method
 from normzoo.norms.variants._common import broadcast_param, spatial_axes, update_running
 
 Array = jax.Array
@@ -68,8 +68,7 @@ def switchable_norm(x: Array, scale: Array | None, bias: Array | None, mean_weig
     _checks.check_feature_params(name, value, c)
   for name, value in (("mean_weight", mean_weight), ("var_weight", var_weight)):
     _checks.check_feature_params(name, value, (3,))
-  two_pass = prefer_two_pass() or not use_fast_variance
-  n_in, mu_in, m2_in = local_moments(x, axes, mask, two_pass)
+  n_in, mu_in, m2_in = local_moments(x, axes, mask, variance_method(use_fast_variance))
   n_ln, mu_ln, m2_ln = _merge(n_in, mu_in, m2_in, (x.ndim - 1,))
   if use_running_average:
     mu_bn, var_bn = broadcast_param(mean, x.ndim, (x.ndim - 1,)), broadcast_param(
