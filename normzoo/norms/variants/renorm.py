@@ -35,12 +35,11 @@ from flax.linen import initializers
 from jax import lax
 
 from normzoo.norms import _checks, functional
-from normzoo.norms._layout import per_channel_map
 from normzoo.norms.modules import _axis_name_unless_init, _feature_params, _require_batch_stats
 from normzoo.norms.normalize import (StatSpec, hashable_groups, normalize_with_batch_stats,
                                      output_dtype)
 from normzoo.norms.precise import record_batch_moments
-from normzoo.norms.stats import stat_dtype
+from normzoo.norms.stats import moments_keepdims, stat_dtype
 from normzoo.norms.variants._common import (broadcast_param, check_not_single_value,
                                             per_channel_layout, update_running)
 
@@ -112,21 +111,27 @@ def batch_renorm(x: Array, scale: Array | None, bias: Array | None, mean: Array,
   out_dtype = output_dtype(dtype, x, scale, bias)
   spec = StatSpec(reduction_axes, float(epsilon), axis_name, hashable_groups(axis_index_groups),
                   bool(use_fast_variance), dtype_s)
-  # x_hat with the batch statistics and their exact backward; r and d are
-  # constants for autodiff, so the rest is ordinary elementwise algebra.
-  x_hat, batch_mean, batch_var, _ = normalize_with_batch_stats(x, None, None, mask, spec)
+  # r and d are constants for autodiff, so they fold into the scale and bias
+  # of the shared kernel: y = x_hat * (r * scale) + (d * scale + bias) is one
+  # multiply-add with batch norm's exact backward. They need the batch
+  # statistics first; XLA merges this computation of them with the
+  # kernel's identical one.
+  stat_mean, stat_var, _ = moments_keepdims(
+      lax.stop_gradient(x), reduction_axes, axis_name=axis_name,
+      axis_index_groups=spec.axis_index_groups, mask=mask, use_fast_variance=use_fast_variance)
   run_mean = broadcast_param(mean, x.ndim, feature_axes).astype(dtype_s)
   run_sigma = jnp.sqrt(broadcast_param(var, x.ndim, feature_axes).astype(dtype_s) + epsilon)
   r_max = jnp.asarray(r_max, dtype_s)
-  r = lax.stop_gradient(jnp.clip(jnp.sqrt(batch_var + epsilon) / run_sigma, 1.0 / r_max, r_max))
-  d = lax.stop_gradient(jnp.clip((batch_mean - run_mean) / run_sigma, -d_max, d_max))
+  r = lax.stop_gradient(jnp.clip(jnp.sqrt(stat_var + epsilon) / run_sigma, 1.0 / r_max, r_max))
+  d = lax.stop_gradient(jnp.clip((stat_mean - run_mean) / run_sigma, -d_max, d_max))
   scale_b = broadcast_param(scale, x.ndim, feature_axes)
   bias_b = broadcast_param(bias, x.ndim, feature_axes)
   a = r if scale_b is None else r * scale_b.astype(dtype_s)
   b = d if scale_b is None else d * scale_b.astype(dtype_s)
   if bias_b is not None:
     b = b + bias_b.astype(dtype_s)
-  y = per_channel_map(lambda xh, a, b: (xh * a + b).astype(out_dtype), [x_hat], [a, b])
+  y, batch_mean, batch_var, _ = normalize_with_batch_stats(x, a, b, mask,
+                                                           spec._replace(out_dtype=out_dtype))
   new_mean = update_running(mean, jnp.squeeze(batch_mean, reduction_axes), momentum)
   new_var = update_running(var, jnp.squeeze(batch_var, reduction_axes), momentum)
   return y, new_mean, new_var
