@@ -21,6 +21,11 @@ def _label(key: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
   return ", ".join(parts) or "all runs"
 
 
+def _style(index: int) -> dict[str, Any]:
+  """Colour and line style of line ``index``: past matplotlib's 10 colours, a new dash."""
+  return {"color": f"C{index % 10}", "linestyle": ("-", "--", "-.")[(index // 10) % 3]}
+
+
 def final_accuracy_plot(path: str, summaries: list[dict[str, Any]], spec: dict[str, Any]) -> bool:
   """Final test accuracy vs ``spec['x']``, a line per ``spec['series']`` (other fields fixed)."""
   x_field = spec.get("x")
@@ -87,7 +92,7 @@ def curves_plot(path: str, summaries: list[dict[str, Any]], metric: str = "test_
     return False
   fig, ax = plt.subplots(figsize=(7, 4.5))
   drawn = False
-  for s in summaries:
+  for index, s in enumerate(summaries):
     by_epoch: dict[float, list[float]] = defaultdict(list)
     for m in s["members"]:
       for row in m["rows"]:
@@ -100,7 +105,7 @@ def curves_plot(path: str, summaries: list[dict[str, Any]], metric: str = "test_
     stats = [mean_std(by_epoch[e]) for e in epochs]
     means = [m * factor for m, _ in stats]
     stds = [(sd or 0.0) * factor for _, sd in stats]
-    line, = ax.plot(epochs, means, marker=".", label=_label(s["key"]))
+    line, = ax.plot(epochs, means, marker=".", label=_label(s["key"]), **_style(index))
     ax.fill_between(epochs, [m - d for m, d in zip(means, stds)],
                     [m + d for m, d in zip(means, stds)], color=line.get_color(), alpha=0.15)
     drawn = True
