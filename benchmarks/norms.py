@@ -30,7 +30,10 @@ import normzoo
 from benchmarks.machine import write_results
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("norms", ["batch", "layer", "group", "instance", "rms"], "Normalizers.")
+flags.DEFINE_list("norms", ["batch", "layer", "group", "instance", "rms"],
+                  "Normalizers: batch, layer, group, instance, rms, or a research variant "
+                  "(batch_renorm, ghost_batch, frn, evonorm_b0, evonorm_s0, switchable; timed "
+                  "against flax.linen.BatchNorm, the layer they replace).")
 flags.DEFINE_list("shapes", ["128x32x32x64", "32x56x56x256", "256x8x8x512", "16x512x768"],
                   "NHWC (or N,L,C for layer/rms) shapes, 'x'-separated.")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Input dtypes.")
@@ -60,13 +63,26 @@ def _modules(name: str, x_ndim: int):
   if name == "instance":
     return normzoo.InstanceNorm, nn.InstanceNorm, {}
   if name == "rms":
-    ours = getattr(normzoo, "RMSNorm", None)
-    return ours, nn.RMSNorm, {}
+    return normzoo.RMSNorm, nn.RMSNorm, {}
+  if name in VARIANTS:
+    # flax.linen has no counterpart: timed against the layer they replace.
+    return normzoo.get_norm(name, **VARIANTS[name]), nn.BatchNorm, {}
   raise ValueError(f"unknown benchmark norm {name!r}")
 
 
+# Research variants (4-d inputs only), with the arguments the sweeps use.
+VARIANTS = {"batch_renorm": {"momentum": 0.9}, "ghost_batch": {"momentum": 0.9},
+            "frn": {}, "evonorm_b0": {"momentum": 0.9}, "evonorm_s0": {"num_groups": 8},
+            "switchable": {"momentum": 0.9}}
+
+
+def _reference_name(name: str) -> str:
+  return "BatchNorm" if name in VARIANTS else ""
+
+
 def _jax_fn(module_cls, kwargs, x, mode: str, train: bool) -> Callable:
-  is_bn = "use_running_average" in {f.name for f in dataclasses.fields(module_cls)}
+  cls = getattr(module_cls, "func", module_cls)  # functools.partial from get_norm
+  is_bn = "use_running_average" in {f.name for f in dataclasses.fields(cls)}
   module = module_cls(**kwargs, **({"use_running_average": not train} if is_bn else {}))
   variables = module.init(jax.random.PRNGKey(0), x)
   mutable = ["batch_stats"] if is_bn and train else False
@@ -148,7 +164,7 @@ def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bo
   ours_cls, flax_cls, kwargs = _modules(name, len(shape))
   if ours_cls is None:
     return None
-  if name in ("batch", "group", "instance") and len(shape) != 4:
+  if (name in ("batch", "group", "instance") or name in VARIANTS) and len(shape) != 4:
     return None
   if name == "group" and shape[-1] % 32:
     return None
@@ -160,13 +176,14 @@ def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bo
                                                                        train)
   fns["normzoo"] = lambda: f_ours(x)
   fns["flax"] = lambda: f_flax(x)
-  if use_torch and dtype == "float32":
+  if use_torch and dtype == "float32" and name not in VARIANTS:
     t = _torch_fn(name, x_np, mode, train)
     if t is not None:
       fns["torch"] = t
   times = time_interleaved(fns, repeats)
   nbytes = 2 * x.size * x.dtype.itemsize
-  row = dict(norm=name, shape="x".join(map(str, shape)), dtype=dtype, mode=mode,
+  label = f"{name} (vs flax {_reference_name(name)})" if _reference_name(name) else name
+  row = dict(norm=label, shape="x".join(map(str, shape)), dtype=dtype, mode=mode,
              train=train, **{f"{k}_ms": v * 1e3 for k, v in times.items()},
              normzoo_gbps=nbytes / times["normzoo"] / 1e9,
              vs_flax=times["normzoo"] / times["flax"])
@@ -202,6 +219,8 @@ def main(argv):
         for dtype in dtypes:
           for mode in modes:
             for train in ([True, False] if name == "batch" else [True]):
+              if name in VARIANTS and len(shape) != 4:
+                continue
               row = run_case(name, shape, dtype, mode, train, FLAGS.repeats, FLAGS.torch)
               if row:
                 rows.append(row)

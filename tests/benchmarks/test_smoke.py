@@ -18,11 +18,11 @@ def _run(module, *args):
 
 def test_norms_benchmark(tmp_path):
   path = tmp_path / "norms.json"
-  stdout = _run("benchmarks.norms", "--norms=batch,rms", "--shapes=8x4x4x32", "--dtypes=float32",
-                "--modes=fwd+bwd", "--repeats=1", f"--json={path}")
+  stdout = _run("benchmarks.norms", "--norms=batch,rms,frn", "--shapes=8x4x4x32",
+                "--dtypes=float32", "--modes=fwd+bwd", "--repeats=1", f"--json={path}")
   rows = json.loads(path.read_text())["rows"]
-  assert {(r["norm"], r["train"]) for r in rows} == {("batch", True), ("batch", False),
-                                                     ("rms", True)}
+  assert {(r["norm"], r["train"]) for r in rows} == {
+      ("batch", True), ("batch", False), ("rms", True), ("frn (vs flax BatchNorm)", True)}
   assert all(r["normzoo_ms"] > 0 and r["flax_ms"] > 0 for r in rows)
   assert "normzoo/flax" in stdout
 
