@@ -11,7 +11,7 @@ up-cast first, so it would overflow there too). We divide ``x`` by
 ``epsilon * 2^-2k``: the function is identical, the power-of-two scaling is
 exact, and the squares stay <= 1. That costs a pass over ``x`` for the
 maximum, so without ``axis_name`` the sum of squares is tried first and the
-scaled path runs (``lax.cond``) only when it is not finite.
+scaled statistics are computed (``lax.cond``) only when it is not finite.
 
 Backward (without ``axis_name``), with ``x_hat = x / rms``, ``g = dy * scale``,
 ``m`` the mask and ``N`` the valid count per row::
@@ -101,47 +101,38 @@ def _rms_forward(x, scale, mask, spec: _RMSSpec):
   xf = x.astype(stat_dtype(x.dtype))
   sq = jnp.square(xf) if mask is None else jnp.where(mask, jnp.square(xf), 0.0)
   total = jnp.sum(sq, axis=spec.axes, keepdims=True)
-  in_range = jnp.all(jnp.isfinite(total))
-
-  def apply(s, inv):
-    a = inv if scale is None else inv * scale.astype(inv.dtype)
-    return (xf if s is None else xf * s) * a
 
   def fast():
-    inv = lax.rsqrt(total / _valid_count(x.shape, mask, spec.axes, xf.dtype) + spec.epsilon)
-    return apply(None, inv), jnp.ones_like(inv), inv
+    mean_square = total / _valid_count(x.shape, mask, spec.axes, xf.dtype)
+    return jnp.ones_like(total), lax.rsqrt(mean_square + spec.epsilon)
 
-  def scaled():
-    s, inv = scaled_inverse_rms(x, spec.axes, spec.epsilon, mask=mask)
-    return apply(s, inv), s, inv
-
-  # Each branch holds its own full-size passes, so the common case never
-  # multiplies by the (then exactly 1) power-of-two factor.
-  y, s, inv = lax.cond(in_range, fast, scaled)
-  return y.astype(spec.out_dtype), (x, scale, mask, in_range, s, inv)
+  # Only the small per-row factors come out of the conditional: y itself is
+  # computed outside it, where XLA fuses it with its consumers, and the
+  # multiply by s (exactly 1 in the common case) rides along in that pass.
+  s, inv = lax.cond(jnp.all(jnp.isfinite(total)), fast,
+                    lambda: scaled_inverse_rms(x, spec.axes, spec.epsilon, mask=mask))
+  a = inv if scale is None else inv * scale.astype(inv.dtype)
+  y = ((xf * s) * a).astype(spec.out_dtype)
+  return y, (x, scale, mask, s, inv)
 
 
 def _rms_backward(spec: _RMSSpec, residuals, gy):
-  x, scale, mask, in_range, s, inv = residuals
+  x, scale, mask, s, inv = residuals
   xf = x.astype(inv.dtype)
   gyf = gy.astype(inv.dtype)
   g = gyf if scale is None else gyf * scale.astype(inv.dtype)
   count = _valid_count(x.shape, mask, spec.axes, inv.dtype)
-
-  def grads(scaled: bool):
-    def run():
-      x_hat = (xf * s) * inv if scaled else xf * inv
-      c = jnp.sum(g * x_hat, axis=spec.axes, keepdims=True) / count
-      correction = x_hat * c if mask is None else jnp.where(mask, x_hat * c, 0.0)
-      dx = (g - correction) * inv
-      dx = (dx * s if scaled else dx).astype(x.dtype)
-      if scale is None:
-        return dx, None
-      param_axes = tuple(a for a in range(x.ndim) if scale.shape[a] == 1 and x.shape[a] != 1)
-      return dx, jnp.sum(gyf * x_hat, axis=param_axes, keepdims=True).astype(scale.dtype)
-    return run
-
-  dx, dscale = lax.cond(in_range, grads(False), grads(True))
+  # No lax.cond here: with s == 1 in the common case its multiplies cost no
+  # extra pass, and XLA can drop the scale gradient when nobody uses it
+  # (it cannot prune an unused output of a conditional).
+  x_hat = (xf * s) * inv
+  c = jnp.sum(g * x_hat, axis=spec.axes, keepdims=True) / count
+  correction = x_hat * c if mask is None else jnp.where(mask, x_hat * c, 0.0)
+  dx = (((g - correction) * inv) * s).astype(x.dtype)
+  dscale = None
+  if scale is not None:
+    param_axes = tuple(a for a in range(x.ndim) if scale.shape[a] == 1 and x.shape[a] != 1)
+    dscale = jnp.sum(gyf * x_hat, axis=param_axes, keepdims=True).astype(scale.dtype)
   return dx, dscale, None
 
 
