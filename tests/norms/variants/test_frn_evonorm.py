@@ -51,6 +51,10 @@ def test_frn_matches_oracle_and_gradients():
     return jnp.maximum(s * x / jnp.sqrt(nu2 + 1e-6 + jnp.abs(e)) + b, t)
   ours = lambda x, s, b, t, e: normzoo.filter_response_norm(x, s, b, t, learned_epsilon=e)
   _check_grads(ours, naive, x, SCALE, BIAS, TAU, jnp.float32(0.01))
+  # Fixed epsilon (the RMSNorm kernel with its hand-written backward).
+  fixed = lambda x, s, b, t: normzoo.filter_response_norm(x, s, b, t, epsilon=1e-3)
+  naive_fixed = lambda x, s, b, t: naive(x, s, b, t, 1e-3 - 1e-6)
+  _check_grads(fixed, naive_fixed, x, SCALE, BIAS, TAU)
 
 
 def test_frn_on_features_needs_a_learned_epsilon_and_large_inputs_do_not_overflow():
