@@ -21,10 +21,9 @@ def get_config():
 
 
 def get_sweep():
-  runs = grid(norm=["batch", "group", "batch_renorm", "frn"], batch_size=BATCH_SIZES, seed=common.SEEDS)
-  for run in runs:
-    run["learning_rate"] = 0.05 * run["batch_size"] / 128
-  return runs
+  return common.scale_learning_rate(
+      grid(norm=["batch", "group", "batch_renorm", "frn"], batch_size=BATCH_SIZES,
+           seed=common.SEEDS))
 
 
 def get_report():

@@ -22,3 +22,11 @@ def base(train_examples: int = 10000, num_epochs: int = 3):
   c.num_epochs = num_epochs
   c.checkpoint_every_epochs = 1
   return c
+
+
+def scale_learning_rate(runs: list[dict], base_lr: float = 0.05, base_batch: int = 128
+                        ) -> list[dict]:
+  """Adds ``learning_rate = base_lr * batch_size / base_batch`` (the linear scaling rule)."""
+  for run in runs:
+    run["learning_rate"] = base_lr * run["batch_size"] / base_batch
+  return runs

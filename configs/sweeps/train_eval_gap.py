@@ -19,11 +19,9 @@ def get_config():
 
 
 def get_sweep():
-  runs = grid(norm=["batch", "batch_renorm"], **{"norm_kwargs.momentum": [0.5, 0.9, 0.99, 0.999]},
-              batch_size=[8, 128], seed=common.SEEDS)
-  for run in runs:
-    run["learning_rate"] = 0.05 * run["batch_size"] / 128
-  return runs
+  return common.scale_learning_rate(
+      grid(norm=["batch", "batch_renorm"], **{"norm_kwargs.momentum": [0.5, 0.9, 0.99, 0.999]},
+           batch_size=[8, 128], seed=common.SEEDS))
 
 
 def get_report():
