@@ -21,7 +21,9 @@ B0 needs spatial axes (its instance variance is over them) and refuses
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import math
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -32,9 +34,9 @@ from jax import lax
 from normzoo.norms import _checks
 from normzoo.norms.functional import resolve_num_groups
 from normzoo.norms.modules import _axis_name_unless_init, _require_batch_stats
-from normzoo.norms.normalize import hashable_groups, output_dtype
+from normzoo.norms.normalize import cast_params_to_varying, hashable_groups, output_dtype
 from normzoo.norms.precise import record_batch_moments
-from normzoo.norms.stats import moments_keepdims, stat_dtype
+from normzoo.norms.stats import group_sum, moments_keepdims, stat_dtype
 from normzoo.norms.variants._common import (channel_param, check_not_single_value, spatial_axes,
                                             update_running)
 
@@ -99,10 +101,14 @@ def evonorm_s0(x: Array, scale: Array | None, bias: Array | None, v1: Array, *,
   _checks.check_mask(mask, x.shape)
   for name, value in (("scale", scale), ("bias", bias), ("v1", v1)):
     _checks.check_feature_params(name, value, (c,))
+  out_dtype = output_dtype(dtype, x, scale, bias)
+  if mask is None and scale is not None and bias is not None:
+    spec = _S0Spec(axes, groups, float(epsilon), bool(use_fast_variance), out_dtype)
+    scale, bias, v1 = cast_params_to_varying(x, scale, bias, v1)
+    return _evonorm_s0(x, scale, bias, v1, spec)
   _, var_g, _ = moments_keepdims(x, axes, mask=mask, use_fast_variance=use_fast_variance,
                                  channel_groups=groups)
   dtype_s = var_g.dtype
-  out_dtype = output_dtype(dtype, x, scale, bias)
   xf = x.astype(dtype_s)
   scale, bias, v1 = _params_f(dtype_s, scale, bias, v1)
   y = xf * jax.nn.sigmoid(v1 * xf) * lax.rsqrt(var_g + epsilon)
@@ -111,6 +117,58 @@ def evonorm_s0(x: Array, scale: Array | None, bias: Array | None, v1: Array, *,
   if bias is not None:
     y = y + bias
   return y.astype(out_dtype)
+
+
+class _S0Spec(NamedTuple):
+  axes: tuple[int, ...]
+  groups: int
+  epsilon: float
+  use_fast_variance: bool
+  out_dtype: Any
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _evonorm_s0(x: Array, scale: Array, bias: Array, v1: Array, spec: _S0Spec) -> Array:
+  return _s0_forward(x, scale, bias, v1, spec)[0]
+
+
+def _s0_forward(x, scale, bias, v1, spec: _S0Spec):
+  mean, var, _ = moments_keepdims(x, spec.axes, use_fast_variance=spec.use_fast_variance,
+                                  channel_groups=spec.groups)
+  r = lax.rsqrt(var + spec.epsilon)
+  xf = x.astype(r.dtype)
+  v, g, b = v1.astype(r.dtype), scale.astype(r.dtype), bias.astype(r.dtype)
+  y = (xf * jax.nn.sigmoid(v * xf) * (r * g) + b).astype(spec.out_dtype)
+  return y, (x, scale, bias, v1, mean, r)
+
+
+def _s0_backward(spec: _S0Spec, residuals, dy):
+  """Closed form of y = x * sigmoid(v x) * r * scale + bias, r = (var_group + eps)^-1/2.
+
+  With s = sigmoid(v x), gs = dy * scale and A = sum over each group's
+  elements of gs * x * s (the cotangent of r, up to r^3 / 2)::
+
+      dx = gs * r * s * (1 + v x (1 - s)) - (x - mean) * r^3 * A / n_group
+  """
+  x, scale, bias, v1, mean, r = residuals
+  dtype = r.dtype
+  xf, dyf = x.astype(dtype), dy.astype(dtype)
+  v, g = v1.astype(dtype), scale.astype(dtype)
+  sig = jax.nn.sigmoid(v * xf)
+  batch_axes = (0,) + spec.axes
+  # Per-(example, channel) sums, then per group: the same layout as group norm.
+  a = group_sum(jnp.sum(dyf * xf * sig, axis=spec.axes, keepdims=True) * g, spec.groups)
+  n = math.prod(x.shape[i] for i in spec.axes) * (x.shape[-1] // spec.groups)
+  dx = (dyf * g * r * sig * (1.0 + v * xf * (1.0 - sig))
+        - (xf - mean) * (jnp.square(r) * r) * a / n)
+  dscale = jnp.sum(dyf * xf * sig * r, axis=batch_axes)
+  dbias = jnp.sum(dyf, axis=batch_axes)
+  dv1 = jnp.sum(dyf * g * r * jnp.square(xf) * sig * (1.0 - sig), axis=batch_axes)
+  return (dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(bias.dtype),
+          dv1.astype(v1.dtype))
+
+
+_evonorm_s0.defvjp(_s0_forward, _s0_backward)
 
 
 class EvoNormB0(nn.Module):
