@@ -146,7 +146,8 @@ def _forward(x, scale, bias, mask, spec: StatSpec):
   return (y, mean, var, count), (x, scale, bias, mask, mean, inv, count)
 
 
-def _param_axes(param: Array, x: Array) -> tuple[int, ...]:
+def param_axes(param: Array, x: Array) -> tuple[int, ...]:
+  """Axes along which ``param`` (broadcast to ``x.ndim``) is constant and ``x`` is not."""
   return tuple(a for a in range(x.ndim) if param.shape[a] == 1 and x.shape[a] != 1)
 
 
@@ -181,10 +182,10 @@ def _backward(spec: StatSpec, residuals, cotangents):
   sum_g = stats.group_sum(jnp.sum(sum_g, axis=varying, keepdims=True), groups)
   sum_g_xhat = stats.group_sum(jnp.sum(sum_g_xc, axis=varying, keepdims=True), groups) * inv
   if scale is not None:
-    dscale = jnp.sum(sum_gy_xc * inv, axis=_param_axes(scale, sum_gy_xc),
+    dscale = jnp.sum(sum_gy_xc * inv, axis=param_axes(scale, sum_gy_xc),
                      keepdims=True).astype(scale.dtype)
   if bias is not None:
-    dbias = jnp.sum(sum_gy, axis=_param_axes(bias, sum_gy), keepdims=True).astype(bias.dtype)
+    dbias = jnp.sum(sum_gy, axis=param_axes(bias, sum_gy), keepdims=True).astype(bias.dtype)
 
   if spec.axis_name is not None:
     # The outputs on every device depend on every device's inputs through the

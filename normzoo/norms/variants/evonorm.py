@@ -102,21 +102,26 @@ def evonorm_s0(x: Array, scale: Array | None, bias: Array | None, v1: Array, *,
   for name, value in (("scale", scale), ("bias", bias), ("v1", v1)):
     _checks.check_feature_params(name, value, (c,))
   out_dtype = output_dtype(dtype, x, scale, bias)
-  if mask is None and scale is not None and bias is not None:
-    spec = _S0Spec(axes, groups, float(epsilon), bool(use_fast_variance), out_dtype)
+  dtype_s = stat_dtype(x.dtype)
+  # Absent parameters are the identity (exact), so one formula serves all calls.
+  scale = jnp.ones((c,), dtype_s) if scale is None else scale
+  bias = jnp.zeros((c,), dtype_s) if bias is None else bias
+  spec = _S0Spec(axes, groups, float(epsilon), bool(use_fast_variance), out_dtype)
+  if mask is None:
     scale, bias, v1 = cast_params_to_varying(x, scale, bias, v1)
     return _evonorm_s0(x, scale, bias, v1, spec)
+  # Masked statistics: plain autodiff through them.
   _, var_g, _ = moments_keepdims(x, axes, mask=mask, use_fast_variance=use_fast_variance,
                                  channel_groups=groups)
-  dtype_s = var_g.dtype
-  xf = x.astype(dtype_s)
-  scale, bias, v1 = _params_f(dtype_s, scale, bias, v1)
-  y = xf * jax.nn.sigmoid(v1 * xf) * lax.rsqrt(var_g + epsilon)
-  if scale is not None:
-    y = y * scale
-  if bias is not None:
-    y = y + bias
-  return y.astype(out_dtype)
+  return _s0_output(x, lax.rsqrt(var_g + epsilon), scale, bias, v1, out_dtype)
+
+
+def _s0_output(x: Array, r: Array, scale: Array, bias: Array, v1: Array, out_dtype: Any
+               ) -> Array:
+  """``x * sigmoid(v1 x) * r * scale + bias`` in ``r``'s dtype, cast to ``out_dtype``."""
+  xf = x.astype(r.dtype)
+  v, g, b = v1.astype(r.dtype), scale.astype(r.dtype), bias.astype(r.dtype)
+  return (xf * jax.nn.sigmoid(v * xf) * (r * g) + b).astype(out_dtype)
 
 
 class _S0Spec(NamedTuple):
@@ -136,10 +141,7 @@ def _s0_forward(x, scale, bias, v1, spec: _S0Spec):
   mean, var, _ = moments_keepdims(x, spec.axes, use_fast_variance=spec.use_fast_variance,
                                   channel_groups=spec.groups)
   r = lax.rsqrt(var + spec.epsilon)
-  xf = x.astype(r.dtype)
-  v, g, b = v1.astype(r.dtype), scale.astype(r.dtype), bias.astype(r.dtype)
-  y = (xf * jax.nn.sigmoid(v * xf) * (r * g) + b).astype(spec.out_dtype)
-  return y, (x, scale, bias, v1, mean, r)
+  return _s0_output(x, r, scale, bias, v1, spec.out_dtype), (x, scale, bias, v1, mean, r)
 
 
 def _s0_backward(spec: _S0Spec, residuals, dy):

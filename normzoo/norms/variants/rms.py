@@ -37,7 +37,8 @@ from jax import lax
 
 from normzoo.norms import _checks
 from normzoo.norms.modules import _axis_name_unless_init
-from normzoo.norms.normalize import cast_params_to_varying, hashable_groups, output_dtype
+from normzoo.norms.normalize import (cast_params_to_varying, hashable_groups, output_dtype,
+                                     param_axes)
 from normzoo.norms.stats import stat_dtype
 from normzoo.norms.variants._common import broadcast_param
 
@@ -131,8 +132,7 @@ def _rms_backward(spec: _RMSSpec, residuals, gy):
   dx = (((g - correction) * inv) * s).astype(x.dtype)
   dscale = None
   if scale is not None:
-    param_axes = tuple(a for a in range(x.ndim) if scale.shape[a] == 1 and x.shape[a] != 1)
-    dscale = jnp.sum(gyf * x_hat, axis=param_axes, keepdims=True).astype(scale.dtype)
+    dscale = jnp.sum(gyf * x_hat, axis=param_axes(scale, x), keepdims=True).astype(scale.dtype)
   return dx, dscale, None
 
 

@@ -128,6 +128,13 @@ def test_evonorm_s0_gradients_and_errors():
     return x * jax.nn.sigmoid(v1 * x) / jnp.sqrt(var + 1e-5) * s + b
   _check_grads(lambda x, s, b, v1: normzoo.evonorm_s0(x, s, b, v1, num_groups=2), naive,
                x, SCALE, BIAS, V1)
+  # The masked path (plain autodiff) agrees with the hand-written one on an all-True mask,
+  # and absent scale/bias mean the identity.
+  everything = jnp.ones(x.shape, bool)
+  masked = lambda x, s, b, v1: normzoo.evonorm_s0(x, s, b, v1, num_groups=2, mask=everything)
+  _check_grads(masked, naive, x, SCALE, BIAS, V1)
+  np.testing.assert_allclose(normzoo.evonorm_s0(x, None, None, V1, num_groups=2),
+                             naive(x, 1.0, 0.0, V1), rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="num_groups=3 does not divide"):
     normzoo.EvoNormS0(num_groups=3).init(KEY, x)
   with pytest.raises(ValueError, match="single value"):
