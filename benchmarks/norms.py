@@ -76,9 +76,6 @@ VARIANTS = {"batch_renorm": {"momentum": 0.9}, "ghost_batch": {"momentum": 0.9},
             "switchable": {"momentum": 0.9}}
 
 
-def _reference_name(name: str) -> str:
-  return "BatchNorm" if name in VARIANTS else ""
-
 
 def _jax_fn(module_cls, kwargs, x, mode: str, train: bool) -> Callable:
   cls = getattr(module_cls, "func", module_cls)  # functools.partial from get_norm
@@ -182,7 +179,7 @@ def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bo
       fns["torch"] = t
   times = time_interleaved(fns, repeats)
   nbytes = 2 * x.size * x.dtype.itemsize
-  label = f"{name} (vs flax {_reference_name(name)})" if _reference_name(name) else name
+  label = f"{name} (vs flax BatchNorm)" if name in VARIANTS else name
   row = dict(norm=label, shape="x".join(map(str, shape)), dtype=dtype, mode=mode,
              train=train, **{f"{k}_ms": v * 1e3 for k, v in times.items()},
              normzoo_gbps=nbytes / times["normzoo"] / 1e9,
