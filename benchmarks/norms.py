@@ -27,7 +27,7 @@ import numpy as np
 from absl import app, flags
 
 import normzoo
-from benchmarks.machine import write_results
+from benchmarks.machine import setup_host, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("norms", ["batch", "layer", "group", "instance", "rms"],
@@ -205,6 +205,7 @@ def _format(rows: list[dict]) -> str:
 
 def main(argv):
   del argv
+  setup_host()
   shapes = [tuple(int(s) for s in shape.split("x")) for shape in FLAGS.shapes]
   dtypes, modes = FLAGS.dtypes, FLAGS.modes
   if FLAGS.quick:

@@ -24,7 +24,7 @@ import optax
 from absl import app, flags
 
 import normzoo
-from benchmarks.machine import write_results
+from benchmarks.machine import setup_host, write_results
 from normzoo.models import get_model
 
 FLAGS = flags.FLAGS
@@ -114,6 +114,7 @@ def run_case(model_name: str, norm_name: str, batch_size: int, rounds: int, step
 
 def main(argv):
   del argv
+  setup_host()
   rows = []
   print("| model | norm | normzoo img/s | flax.linen img/s | normzoo / flax |")
   print("|---|---|---|---|---|")

@@ -5,6 +5,7 @@ the command line); :func:`run_comparison` trains one run per normalizer.
 """
 
 from normzoo.train.compare import comparison_table, run_comparison
+from normzoo.train.host_memory import tune_host_allocator
 from normzoo.train.loop import train_and_evaluate
 from normzoo.train.optim import make_optimizer, make_schedule
 from normzoo.train.state import TrainState, create_train_state
@@ -14,5 +15,5 @@ from normzoo.train.validate import validate_config
 __all__ = [
     "TrainState", "comparison_table", "create_train_state", "cross_entropy", "make_eval_step",
     "make_optimizer", "make_schedule", "make_train_step", "run_comparison",
-    "train_and_evaluate", "validate_config",
+    "train_and_evaluate", "tune_host_allocator", "validate_config",
 ]

@@ -30,7 +30,7 @@ import jax
 from absl import logging
 
 from normzoo.data import epoch_batches, load_dataset, num_batches, prefetch_to_device
-from normzoo.train import build, distributed, rundir
+from normzoo.train import build, distributed, host_memory, rundir
 from normzoo.train.checkpoint import Checkpointer
 from normzoo.train.evaluate import accumulate, evaluate, summarize
 from normzoo.train.metrics import MetricsWriter
@@ -82,6 +82,8 @@ def train_and_evaluate(config: Any, workdir: str, *,
   distributed.maybe_initialize(config)
   mesh = distributed.make_mesh(devices)
   validate_config(config, mesh.size)
+  if config.get("tune_host_allocator", True) and jax.default_backend() == "cpu":
+    host_memory.tune_host_allocator()
   # Unknown model / norm / norm_position and bad kwargs fail before data loading.
   build.make_model(config, num_classes=2)
   main = distributed.is_main_process()
@@ -126,7 +128,8 @@ def train_and_evaluate(config: Any, workdir: str, *,
 
   run = _Run(config, dataset, mesh, model, schedule, writer)
   extra = {"num_devices": mesh.size, "num_processes": jax.process_count(),
-           "num_params": count_params(state.params), "steps_per_epoch": steps_per_epoch}
+           "num_params": count_params(state.params), "steps_per_epoch": steps_per_epoch,
+           "host_allocator": host_memory.host_allocator_state()}
   logging.info("%s: %s + %s norm on %s, %d params, %d devices, %d steps/epoch",
                workdir, config.model, config.norm, config.dataset, extra["num_params"],
                mesh.size, steps_per_epoch)

@@ -81,6 +81,8 @@ def validate_config(config: Any, num_devices: int) -> None:
     if config.precise_bn_batches and num_devices > 1 and not config.sync_batch_stats:
       _fail("precise_bn_batches needs sync_batch_stats=True on several devices (population "
             "statistics are those of the global batch)")
+  if "tune_host_allocator" in config and not isinstance(config.tune_host_allocator, bool):
+    _fail(f"tune_host_allocator must be True or False, got {config.tune_host_allocator!r}")
   if "conv" in config:
     from normzoo.norms.conv import available_convs
     _choice(config, "conv", tuple(available_convs()))

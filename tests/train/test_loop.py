@@ -7,7 +7,7 @@ import shutil
 import jax
 import pytest
 
-from normzoo.train import loop, train_and_evaluate
+from normzoo.train import host_memory, loop, train_and_evaluate
 from normzoo.train.metrics import ROW_KEYS, read_rows
 from tests.train.helpers import tiny_config
 
@@ -31,6 +31,7 @@ def test_eight_device_run_learns_and_writes_its_files(two_epoch_run):
   workdir, result = two_epoch_run
   assert result["status"] == "done"
   assert result["num_devices"] == 8 and result["epochs"] == 2
+  assert result["host_allocator"] == ("tuned" if host_memory._glibc() else "default")
   assert result["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
   assert result["best_test_accuracy"] >= result["test_accuracy"]
   assert _read_json(os.path.join(workdir, "result.json")) == result

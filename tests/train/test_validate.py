@@ -30,6 +30,14 @@ def test_bad_config_raises_value_error(tmp_path, overrides, message):
   assert not os.path.exists(tmp_path / "checkpoints")  # failed before anything was written
 
 
+def test_non_bool_host_allocator_switch_is_named():
+  config = tiny_config()
+  del config["tune_host_allocator"]  # ConfigDict's own typing would refuse a str for a bool
+  config.tune_host_allocator = "yes"
+  with pytest.raises(ValueError, match="tune_host_allocator must be True or False, got 'yes'"):
+    validate_config(config, 8)
+
+
 def test_missing_data_is_a_data_error(tmp_path):
   config = tiny_config(dataset="mnist", data_dir=str(tmp_path / "nowhere"))
   with pytest.raises(DataError, match="does not exist"):
