@@ -69,13 +69,49 @@ def group_sum(s: Array, channel_groups: int | None) -> Array:
   broadcast against ``x`` without reshaping it; reducing the spatial axes
   first and the few channels of a group second is also much faster on CPU
   than one reduction over a (..., groups, group_size) view.
+
+  How the small second sum is written matters on XLA:CPU, which otherwise
+  fuses it into the full-size reduction before it and the whole pass slows
+  down (group norm fwd+bwd at 128x32x32x64: 20.9 ms with a reshape-sum,
+  13.5 as a matrix product; :func:`group_sum_method`).
   """
   if channel_groups is None:
     return s
   c = s.shape[-1]
-  grouped = s.reshape(s.shape[:-1] + (channel_groups, c // channel_groups))
-  summed = jnp.sum(grouped, axis=-1, keepdims=True)
-  return jnp.broadcast_to(summed, grouped.shape).reshape(s.shape)
+  size = c // channel_groups
+  if size == 1:
+    return s
+  method = group_sum_method(c)
+  grouped = s.reshape(s.shape[:-1] + (channel_groups, size))
+  if method == "reshape":
+    summed = jnp.sum(grouped, axis=-1, keepdims=True)
+    return jnp.broadcast_to(summed, grouped.shape).reshape(s.shape)
+  highest = lax.Precision.HIGHEST  # exact float32 sums (no TF32/bf16 passes on GPU/TPU)
+  within = jnp.einsum("...gi,ij->...gj", grouped, jnp.ones((size, size), s.dtype),
+                      precision=highest).reshape(s.shape)
+  if method == "grouped_matmul":
+    return within
+  # "block_matmul": one (C, C) block-diagonal product. Its zeros would turn an
+  # inf in one group into NaN in every other (0 * inf); where that happens
+  # the within-group product gives the exact per-group value instead.
+  ids = np.arange(c) // size
+  block = jnp.asarray(ids[:, None] == ids[None, :], s.dtype)
+  dense = jnp.matmul(s, block, precision=highest)
+  return jnp.where(jnp.isfinite(dense), dense, within)
+
+
+def group_sum_method(channels: int) -> str:
+  """How :func:`group_sum` sums within groups: ``"block_matmul"``, ``"grouped_matmul"`` or ``"reshape"``.
+
+  On CPU a matrix product keeps the small sum out of the full-size fusion
+  (measured, group norm fwd+bwd, ms: 20.9 -> 13.5 at 128x32x32x64, 51 -> 35
+  at 32x56x56x256, 17.9 -> 13.1 at 256x8x8x512); one (C, C) product is the
+  faster form up to 128 channels, a product per group above. Elsewhere the
+  plain reshape-sum, which GPU/TPU fusions handle well.
+  """
+  if jax.default_backend() != "cpu":
+    return "reshape"
+  return "block_matmul" if channels <= 128 else "grouped_matmul"
 
 
 def _sum(v: Array, axes: tuple[int, ...], channel_groups: int | None) -> Array:

@@ -210,6 +210,40 @@ def test_checked_single_pass_falls_back_for_every_statistic_when_one_is_unsafe()
   assert abs(float(naive[5]) - float(x[..., 5].astype(np.float64).var())) > 1e-2
 
 
+GROUP_SUM_METHODS = ["block_matmul", "grouped_matmul", "reshape"]
+
+
+@pytest.mark.parametrize("method", GROUP_SUM_METHODS)
+@pytest.mark.parametrize("channels,groups", [(8, 4), (16, 2)])
+def test_every_group_sum_method_matches_float64(monkeypatch, method, channels, groups):
+  """Group norm forward and gradients with each way of summing within groups, forced."""
+  monkeypatch.setattr(stats, "group_sum_method", lambda c: method)
+  x, w = _data((3, 4, 4, channels)), _data((3, 4, 4, channels))
+  scale, bias = _data((channels,), 1.0, 0.5), _data((channels,))
+  y = F.group_norm(x, scale, bias, num_groups=groups, epsilon=1e-5)
+  np.testing.assert_allclose(y, oracle.np_group_norm(x, groups, scale, bias, 1e-5), atol=3e-5)
+
+  def naive_gn(x, s, b):
+    xg = x.reshape(3, 4, 4, groups, channels // groups)
+    ones, zeros = jnp.ones(()), jnp.zeros(())
+    return oracle.naive_normalize(xg, (1, 2, 4), ones, zeros, 1e-6).reshape(x.shape) * s + b
+  _grad_case(lambda x, s, b: F.group_norm(x, s, b, num_groups=groups), naive_gn, x, scale, bias,
+             w)
+
+
+@pytest.mark.parametrize("method", GROUP_SUM_METHODS)
+def test_group_sum_keeps_a_non_finite_value_in_its_group(monkeypatch, method):
+  """A matrix product's zeros must not spread inf (0 * inf = NaN) to the other groups."""
+  monkeypatch.setattr(stats, "group_sum_method", lambda c: method)
+  s = RNG.standard_normal((2, 12)).astype(np.float32)
+  s[0, 4] = np.inf
+  got = np.asarray(stats.group_sum(jnp.asarray(s), 3))
+  want = np.repeat(s.astype(np.float64).reshape(2, 3, 4).sum(-1), 4, axis=-1)
+  assert np.all(np.isposinf(got[0, 4:8]))
+  finite = np.isfinite(want)
+  np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_half_precision_input_gets_float32_statistics(dtype):
   x32 = _data((16, 4, 4, 8), 3.0, 1.0)
