@@ -8,6 +8,11 @@ with the flax.linen one (same arguments), and times the jitted SGD step
 (forward, backward, batch-stat update, optimizer update; buffers donated) in
 rounds that alternate between the two in a shuffled order. Reports images/s
 (median over rounds) and the ratio normzoo / flax.
+
+A third build without any normalizer (``Identity``) runs in the same rounds:
+``none / flax`` is the ceiling of that ratio, the speedup a normalizer that
+cost nothing would give. Where convolutions dominate the step it is close
+to 1, and no normalizer can do better.
 """
 
 from __future__ import annotations
@@ -96,7 +101,8 @@ def run_case(model_name: str, norm_name: str, batch_size: int, rounds: int, step
   labels = jnp.asarray(rng.integers(0, 10, batch_size), jnp.int32)
   ours, theirs = norm_pair(norm_name)
   runners = {"normzoo": _Runner(model_name, ours, images, labels),
-             "flax": _Runner(model_name, theirs, images, labels)}
+             "flax": _Runner(model_name, theirs, images, labels),
+             "none": _Runner(model_name, normzoo.Identity, images, labels)}
   for r in runners.values():  # compile and warm up
     r.run(2)
   samples = {k: [] for k in runners}
@@ -109,21 +115,24 @@ def run_case(model_name: str, norm_name: str, batch_size: int, rounds: int, step
   ips = {k: statistics.median(v) for k, v in samples.items()}
   return dict(model=model_name, norm=norm_name, batch_size=batch_size,
               normzoo_images_per_s=ips["normzoo"], flax_images_per_s=ips["flax"],
-              speedup=ips["normzoo"] / ips["flax"])
+              none_images_per_s=ips["none"], speedup=ips["normzoo"] / ips["flax"],
+              ceiling=ips["none"] / ips["flax"])
 
 
 def main(argv):
   del argv
   setup_host()
   rows = []
-  print("| model | norm | normzoo img/s | flax.linen img/s | normzoo / flax |")
-  print("|---|---|---|---|---|")
+  print("| model | norm | normzoo img/s | flax.linen img/s | no norm img/s | normzoo / flax | "
+        "ceiling (no norm / flax) |")
+  print("|---|---|---|---|---|---|---|")
   for model_name in FLAGS.models:
     for norm_name in FLAGS.norms:
       r = run_case(model_name, norm_name, FLAGS.batch_size, FLAGS.rounds, FLAGS.steps)
       rows.append(r)
       print(f"| {model_name} | {norm_name} | {r['normzoo_images_per_s']:.0f} | "
-            f"{r['flax_images_per_s']:.0f} | {r['speedup']:.2f} |", flush=True)
+            f"{r['flax_images_per_s']:.0f} | {r['none_images_per_s']:.0f} | {r['speedup']:.2f} | "
+            f"{r['ceiling']:.2f} |", flush=True)
   write_results(FLAGS.json, rows)
 
 

@@ -33,7 +33,6 @@ import jax.numpy as jnp
 from jax import lax
 
 from normzoo.norms import stats
-from normzoo.norms._layout import per_channel_map
 
 Array = jax.Array
 
@@ -78,7 +77,7 @@ def _affine(xf: Array, mean: Array, inv: Array, scale: Array | None, bias: Array
   b = -mean * a
   if bias is not None:
     b = b + bias.astype(inv.dtype)
-  return per_channel_map(lambda x, a, b: (x * a + b).astype(out_dtype), [xf], [a, b])
+  return (xf * a + b).astype(out_dtype)
 
 
 def normalize_with_stats(x: Array, mean: Array, var: Array, scale: Array | None,
@@ -205,10 +204,8 @@ def _backward(spec: StatSpec, residuals, cotangents):
   p = inv if scale is None else inv * scale_f
   q = -jnp.square(inv) * sum_g_xhat * inv_n + 2.0 * ct_var * inv_n
   r = -inv * sum_g * inv_n - mean * q + ct_mean * inv_n
-  if mask is None:
-    dx = per_channel_map(lambda g, x, p, q, r: g * p + x * q + r, [gyf, xf], [p, q, r])
-  else:
-    dx = gyf * p + xf * q + r
+  dx = gyf * p + xf * q + r
+  if mask is not None:
     dx = jnp.where(jnp.asarray(mask, bool), dx, gyf * p)
   return dx.astype(x.dtype), dscale, dbias, None
 

@@ -31,5 +31,8 @@ def test_train_step_benchmark(tmp_path):
   path = tmp_path / "step.json"
   _run("benchmarks.train_step", "--models=mnist_cnn_small", "--norms=batch", "--batch_size=8",
        "--rounds=1", "--steps=1", f"--json={path}")
-  (row,) = json.loads(path.read_text())["rows"]
+  result = json.loads(path.read_text())
+  (row,) = result["rows"]
   assert row["normzoo_images_per_s"] > 0 and row["flax_images_per_s"] > 0
+  assert row["ceiling"] == row["none_images_per_s"] / row["flax_images_per_s"]
+  assert result["machine"]["host_allocator"] in ("tuned", "default")
