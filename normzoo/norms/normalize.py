@@ -88,7 +88,7 @@ def normalize_with_stats(x: Array, mean: Array, var: Array, scale: Array | None,
   return _affine(x.astype(dtype), mean.astype(dtype), inv, scale, bias, out_dtype)
 
 
-def _varying_axes(x: Array) -> frozenset:
+def varying_axes(x: Array) -> frozenset:
   """Mesh axes along which ``x`` differs per device (shard_map's ``check_vma`` typing)."""
   aval = jax.typeof(x)
   mat = getattr(aval, "mat", None)  # jax >= 0.9 spells it aval.mat.varying
@@ -107,7 +107,7 @@ def normalize_with_batch_stats(x: Array, scale: Array | None, bias: Array | None
     and ``count`` is the number of valid elements behind each statistic.
   """
   scale, bias = cast_params_to_varying(x, scale, bias)
-  typed = bool(_varying_axes(x))
+  typed = bool(varying_axes(x))
   return _normalize_with_batch_stats(x, scale, bias, mask, spec._replace(typed=typed))
 
 
@@ -120,12 +120,12 @@ def cast_params_to_varying(x: Array, *params: Array | None) -> tuple[Array | Non
   transpose of that cast sum their gradients over devices, exactly as it
   does for any other replicated parameter. Outside shard_map: unchanged.
   """
-  varying = _varying_axes(x)
+  varying = varying_axes(x)
   if not varying:
     return params
 
   def to_varying(p):
-    missing = tuple(varying - _varying_axes(p)) if p is not None else ()
+    missing = tuple(varying - varying_axes(p)) if p is not None else ()
     return lax.pcast(p, missing, to="varying") if missing else p
   return tuple(to_varying(p) for p in params)
 

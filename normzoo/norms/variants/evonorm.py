@@ -34,9 +34,11 @@ from jax import lax
 from normzoo.norms import _checks
 from normzoo.norms.functional import resolve_num_groups
 from normzoo.norms.modules import _axis_name_unless_init, _require_batch_stats
-from normzoo.norms.normalize import cast_params_to_varying, hashable_groups, output_dtype
+from normzoo.norms.normalize import (cast_params_to_varying, hashable_groups, output_dtype,
+                                     varying_axes)
 from normzoo.norms.precise import record_batch_moments
-from normzoo.norms.stats import group_sum, moments_keepdims, stat_dtype
+from normzoo.norms.stats import (combine_across_devices, group_sum, local_moments,
+                                 moments_keepdims, stat_dtype, variance_method)
 from normzoo.norms.variants._common import (channel_param, check_not_single_value, spatial_axes,
                                             update_running)
 
@@ -63,16 +65,26 @@ def evonorm_b0(x: Array, scale: Array | None, bias: Array | None, v1: Array, var
     _checks.check_feature_params(name, value, c)
   dtype_s = stat_dtype(x.dtype)
   groups = hashable_groups(axis_index_groups)
+  out_dtype = output_dtype(dtype, x, scale, bias)
+  if not use_running_average:
+    _checks.check_axis_name(axis_name)
+    check_not_single_value("EvoNorm-B0", x.shape, (0,) + axes, axis_name, mask)
+  if not use_running_average and mask is None:
+    scale = jnp.ones(c, dtype_s) if scale is None else scale  # absent: the identity (exact)
+    bias = jnp.zeros(c, dtype_s) if bias is None else bias
+    scale, bias, v1 = cast_params_to_varying(x, scale, bias, v1)
+    spec = _B0Spec(axes, float(epsilon), axis_name, groups, bool(use_fast_variance), out_dtype,
+                   typed=bool(varying_axes(x)))
+    y, var_b = _evonorm_b0(x, scale, bias, v1, spec)
+    return y, update_running(var, var_b.reshape(c), momentum)
+  # Running variance (evaluation) or masked statistics: plain autodiff.
   if use_running_average:
     var_b, new_var = var.astype(dtype_s), var
   else:
-    _checks.check_axis_name(axis_name)
-    check_not_single_value("EvoNorm-B0", x.shape, (0,) + axes, axis_name, mask)
     _, var_b, _ = moments_keepdims(x, (0,) + axes, axis_name=axis_name, axis_index_groups=groups,
                                    mask=mask, use_fast_variance=use_fast_variance)
     new_var = update_running(var, var_b.reshape(c), momentum)
   _, var_i, _ = moments_keepdims(x, axes, mask=mask, use_fast_variance=use_fast_variance)
-  out_dtype = output_dtype(dtype, x, scale, bias)
   xf = x.astype(dtype_s)
   scale, bias, v1 = _params_f(dtype_s, scale, bias, v1)
   den = jnp.maximum(jnp.sqrt(var_b + epsilon), v1 * xf + jnp.sqrt(var_i + epsilon))
@@ -82,6 +94,96 @@ def evonorm_b0(x: Array, scale: Array | None, bias: Array | None, v1: Array, var
   if bias is not None:
     y = y + bias
   return y.astype(out_dtype), new_var
+
+
+class _B0Spec(NamedTuple):
+  axes: tuple[int, ...]
+  epsilon: float
+  axis_name: Any
+  axis_index_groups: Any
+  use_fast_variance: bool
+  out_dtype: Any
+  typed: bool  # inside shard_map with varying/invariant typing (check_vma)
+
+
+def _b0_moments(x: Array, spec: _B0Spec):
+  """Instance and batch moments from one reduction pass over ``x``.
+
+  The batch moments are the instance moments merged over the batch axis
+  (and devices) with the exact pairwise update of
+  :func:`normzoo.norms.stats.combine_across_devices`. Returns ``(mean_i,
+  var_i, mean_b, var_b, count_b)``; ``_i`` are (N, 1.., C), ``_b`` (1, 1.., C).
+  """
+  count_i, mean_i, m2_i = local_moments(x, spec.axes, None, variance_method(spec.use_fast_variance))
+  mean_b = jnp.mean(mean_i, axis=0, keepdims=True)
+  m2_b = jnp.sum(m2_i + count_i * jnp.square(mean_i - mean_b), axis=0, keepdims=True)
+  count_b = jnp.sum(count_i, axis=0, keepdims=True)
+  if spec.axis_name is not None:
+    count_b, mean_b, m2_b = combine_across_devices(count_b, mean_b, m2_b, spec.axis_name,
+                                                   spec.axis_index_groups)
+  return mean_i, m2_i / count_i, mean_b, m2_b / count_b, count_b
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _evonorm_b0(x: Array, scale: Array, bias: Array, v1: Array, spec: _B0Spec):
+  return _b0_forward(x, scale, bias, v1, spec)[0]
+
+
+def _b0_forward(x, scale, bias, v1, spec: _B0Spec):
+  mean_i, var_i, mean_b, var_b, count_b = _b0_moments(x, spec)
+  dtype = var_b.dtype
+  xf = x.astype(dtype)
+  sb, si = jnp.sqrt(var_b + spec.epsilon), jnp.sqrt(var_i + spec.epsilon)
+  g, b, v = scale.astype(dtype), bias.astype(dtype), v1.astype(dtype)
+  y = (xf / jnp.maximum(sb, v * xf + si) * g + b).astype(spec.out_dtype)
+  return (y, var_b), (x, scale, bias, v1, mean_i, si, mean_b, sb, count_b)
+
+
+def _b0_backward(spec: _B0Spec, residuals, cotangents):
+  """Closed form of y = x / max(sb, v x + si) * g + b.
+
+  With den = max(sb, v x + si), t = -dy g x / den^2 (the cotangent of den)
+  split between the two sides as ``jnp.maximum`` does (all to the larger,
+  half each on a tie), and n_i, n_b the elements behind each variance::
+
+      dx = dy g / den + v t_i + (x - mean_i) A_i / n_i + (x - mean_b) A_b / n_b
+      A_i = sum_spatial(t_i) / si,  A_b = sum_(batch, spatial, devices)(t_b) / sb + 2 dL/dvar_b
+  """
+  x, scale, bias, v1, mean_i, si, mean_b, sb, count_b = residuals
+  dy, ct_var_b = cotangents
+  dtype = sb.dtype
+  xf, dyf = x.astype(dtype), dy.astype(dtype)
+  g, v = scale.astype(dtype), v1.astype(dtype)
+  u = v * xf + si
+  den = jnp.maximum(sb, u)
+  to_b = jnp.where(sb > u, 1.0, jnp.where(sb == u, 0.5, 0.0))
+  t = -dyf * g * xf / jnp.square(den)
+  # Per (example, channel) sums first (one layout for every reduction), then over the batch.
+  t_i = jnp.sum(t * (1.0 - to_b), axis=spec.axes, keepdims=True)
+  t_b = jnp.sum(t * to_b, axis=spec.axes, keepdims=True)
+  a_i = t_i / si
+  a_b = jnp.sum(t_b, axis=0, keepdims=True) / sb
+  if spec.axis_name is not None:
+    # The batch variance pools every device's examples; its cotangent is summed
+    # over devices too (see normalize._backward for the typed case).
+    parts = [a_b] + ([] if spec.typed else [ct_var_b])
+    summed = lax.psum(jnp.stack(parts), spec.axis_name, axis_index_groups=spec.axis_index_groups)
+    a_b = summed[0]
+    if not spec.typed:
+      ct_var_b = summed[1]
+  a_b = a_b + 2.0 * ct_var_b
+  n_i = math.prod(x.shape[a] for a in spec.axes)
+  dx = (dyf * g / den + v * t * (1.0 - to_b) + (xf - mean_i) * (a_i / n_i)
+        + (xf - mean_b) * (a_b / count_b))
+  batch_axes = (0,) + spec.axes
+  dscale = jnp.sum(dyf * xf / den, axis=batch_axes)
+  dbias = jnp.sum(dyf, axis=batch_axes)
+  dv1 = jnp.sum(t * (1.0 - to_b) * xf, axis=batch_axes)
+  return (dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(bias.dtype),
+          dv1.astype(v1.dtype))
+
+
+_evonorm_b0.defvjp(_b0_forward, _b0_backward)
 
 
 def evonorm_s0(x: Array, scale: Array | None, bias: Array | None, v1: Array, *,

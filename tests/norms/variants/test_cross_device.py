@@ -104,3 +104,25 @@ def test_ghost_module_with_axis_name_uses_per_device_virtual_batches():
       variables, x, use_running_average=False, mutable=["batch_stats"])
   np.testing.assert_allclose(y, y_ref, atol=2e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), upd, upd_ref)
+
+
+def test_evonorm_b0_pmap_gradients_match_single_device():
+  """Untyped pmap: the hand-written backward sums the batch-variance terms over devices,
+  including the cotangent of the returned running variance."""
+  x, w = _data((D * 2, 3, 2, C), 1.0, 2.0), _data((D * 2, 3, 2, C))
+  wv = _data((C,))
+
+  def loss(x, w, s, b, v1, axis_name, devices):
+    y, new_var = normzoo.evonorm_b0(x, s, b, v1, VAR, momentum=0.5, axis_name=axis_name)
+    return jnp.sum(y * w) + jnp.sum(new_var * wv) / devices  # new_var is replicated
+
+  def local_grads(x, w):
+    gx, *gp = jax.grad(loss, argnums=(0, 2, 3, 4))(x, w, SCALE, BIAS, V1, "i", D)
+    return gx, [jax.lax.psum(g, "i") for g in gp]
+
+  shape = (D, 2) + x.shape[1:]
+  gx, gp = jax.pmap(local_grads, axis_name="i")(x.reshape(shape), w.reshape(shape))
+  ref = jax.grad(loss, argnums=(0, 2, 3, 4))(x, w, SCALE, BIAS, V1, None, 1)
+  np.testing.assert_allclose(np.asarray(gx).reshape(x.shape), ref[0], atol=1e-4, rtol=1e-4)
+  for got, want in zip(gp, ref[1:]):
+    np.testing.assert_allclose(got[0], want, atol=2e-4, rtol=1e-4)
