@@ -79,7 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_epochs = 1  # 0 = only at the end
   c.log_every_steps = 0          # >0: log (and check for divergence) every N steps
   # CPU: keep large buffers in the process heap instead of page-faulting them
-  # in on every step (1.2-1.5x images/s; normzoo/train/host_memory.py).
+  # in on every step (1.1-1.5x images/s; normzoo/train/host_memory.py).
   c.tune_host_allocator = True
 
   c.distributed = ml_collections.ConfigDict({

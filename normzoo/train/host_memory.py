@@ -7,9 +7,9 @@ and it trims freed memory from the top of its heaps; either way the next
 call page-faults the same buffers in again, one fault per 4 KiB page. On the
 2-core reference machine a jitted ``x * 2`` of a 32 MiB float32 array took
 8,193 minor page faults and 10.3 ms per call; after
-:func:`tune_host_allocator`, 0 faults and 1.7 ms. The training step of the
-Fashion-MNIST CNN went from 1,645 to 2,495 images/s, ResNet-20 from 197 to
-239 (``benchmarks/RESULTS.md``).
+:func:`tune_host_allocator`, 0 faults and 1.7 ms. A one-epoch Fashion-MNIST
+run trained at 2,400-2,480 images/s instead of 1,540-1,750, ResNet-20 steps
+at 1.07-1.15x the images/s (``benchmarks/RESULTS.md``).
 
 The settings (glibc ``mallopt``), each measured to be needed for the last
 faults to go: buffers below 1 GiB come from the heap instead of ``mmap``;

@@ -34,8 +34,8 @@ from jax import lax
 from normzoo.norms import _checks
 from normzoo.norms.functional import resolve_num_groups
 from normzoo.norms.modules import _axis_name_unless_init, _require_batch_stats
-from normzoo.norms.normalize import (cast_params_to_varying, hashable_groups, output_dtype,
-                                     varying_axes)
+from normzoo.norms.normalize import (StatSpec, cast_params_to_varying, hashable_groups,
+                                     output_dtype, varying_axes)
 from normzoo.norms.precise import record_batch_moments
 from normzoo.norms.stats import (combine_across_devices, group_sum, local_moments,
                                  moments_keepdims, stat_dtype, variance_method)
@@ -73,8 +73,8 @@ def evonorm_b0(x: Array, scale: Array | None, bias: Array | None, v1: Array, var
     scale = jnp.ones(c, dtype_s) if scale is None else scale  # absent: the identity (exact)
     bias = jnp.zeros(c, dtype_s) if bias is None else bias
     scale, bias, v1 = cast_params_to_varying(x, scale, bias, v1)
-    spec = _B0Spec(axes, float(epsilon), axis_name, groups, bool(use_fast_variance), out_dtype,
-                   typed=bool(varying_axes(x)))
+    spec = StatSpec(axes, float(epsilon), axis_name, groups, bool(use_fast_variance), out_dtype,
+                    typed=bool(varying_axes(x)))
     y, var_b = _evonorm_b0(x, scale, bias, v1, spec)
     return y, update_running(var, var_b.reshape(c), momentum)
   # Running variance (evaluation) or masked statistics: plain autodiff.
@@ -96,17 +96,7 @@ def evonorm_b0(x: Array, scale: Array | None, bias: Array | None, v1: Array, var
   return y.astype(out_dtype), new_var
 
 
-class _B0Spec(NamedTuple):
-  axes: tuple[int, ...]
-  epsilon: float
-  axis_name: Any
-  axis_index_groups: Any
-  use_fast_variance: bool
-  out_dtype: Any
-  typed: bool  # inside shard_map with varying/invariant typing (check_vma)
-
-
-def _b0_moments(x: Array, spec: _B0Spec):
+def _b0_moments(x: Array, spec: StatSpec):
   """Instance and batch moments from one reduction pass over ``x``.
 
   The batch moments are the instance moments merged over the batch axis
@@ -125,11 +115,11 @@ def _b0_moments(x: Array, spec: _B0Spec):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _evonorm_b0(x: Array, scale: Array, bias: Array, v1: Array, spec: _B0Spec):
+def _evonorm_b0(x: Array, scale: Array, bias: Array, v1: Array, spec: StatSpec):
   return _b0_forward(x, scale, bias, v1, spec)[0]
 
 
-def _b0_forward(x, scale, bias, v1, spec: _B0Spec):
+def _b0_forward(x, scale, bias, v1, spec: StatSpec):
   mean_i, var_i, mean_b, var_b, count_b = _b0_moments(x, spec)
   dtype = var_b.dtype
   xf = x.astype(dtype)
@@ -139,7 +129,7 @@ def _b0_forward(x, scale, bias, v1, spec: _B0Spec):
   return (y, var_b), (x, scale, bias, v1, mean_i, si, mean_b, sb, count_b)
 
 
-def _b0_backward(spec: _B0Spec, residuals, cotangents):
+def _b0_backward(spec: StatSpec, residuals, cotangents):
   """Closed form of y = x / max(sb, v x + si) * g + b.
 
   With den = max(sb, v x + si), t = -dy g x / den^2 (the cotangent of den)
