@@ -17,6 +17,11 @@ replace norm + activation; normzoo models still apply their activation.
 
 B0 needs spatial axes (its instance variance is over them) and refuses
 (N, C) input; S0 works on (N, C) with groups of more than one channel.
+
+Both have hand-written backward passes (``jax.custom_vjp``, closed forms in
+``_b0_backward`` / ``_s0_backward``) in training mode without a mask; B0
+takes both of its variances from one reduction pass. Evaluation-mode B0 and
+masked calls use plain autodiff of the formulas above.
 """
 
 from __future__ import annotations
@@ -149,10 +154,10 @@ def _b0_backward(spec: StatSpec, residuals, cotangents):
   to_b = jnp.where(sb > u, 1.0, jnp.where(sb == u, 0.5, 0.0))
   t = -dyf * g * xf / jnp.square(den)
   # Per (example, channel) sums first (one layout for every reduction), then over the batch.
-  t_i = jnp.sum(t * (1.0 - to_b), axis=spec.axes, keepdims=True)
-  t_b = jnp.sum(t * to_b, axis=spec.axes, keepdims=True)
-  a_i = t_i / si
-  a_b = jnp.sum(t_b, axis=0, keepdims=True) / sb
+  sum_t_i = jnp.sum(t * (1.0 - to_b), axis=spec.axes, keepdims=True)
+  sum_t_b = jnp.sum(t * to_b, axis=spec.axes, keepdims=True)
+  a_i = sum_t_i / si
+  a_b = jnp.sum(sum_t_b, axis=0, keepdims=True) / sb
   if spec.axis_name is not None:
     # The batch variance pools every device's examples; its cotangent is summed
     # over devices too (see normalize._backward for the typed case).
