@@ -9,7 +9,10 @@ call page-faults the same buffers in again, one fault per 4 KiB page. On the
 8,193 minor page faults and 10.3 ms per call; after
 :func:`tune_host_allocator`, 0 faults and 1.7 ms. A one-epoch Fashion-MNIST
 run trained at 2,400-2,480 images/s instead of 1,540-1,750, ResNet-20 steps
-at 1.07-1.15x the images/s (``benchmarks/RESULTS.md``).
+at 1.07-1.15x the images/s (``benchmarks/RESULTS.md``). With another
+heavy process sharing the 2 cores, 2,000-6,600 of the ``x * 2`` faults per
+call remained (plain ``malloc``/``free`` cycles of 32 MiB: 8,193 -> 0
+faults either way).
 
 The settings (glibc ``mallopt``), each measured to be needed for the last
 faults to go: buffers below 1 GiB come from the heap instead of ``mmap``;
