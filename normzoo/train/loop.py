@@ -83,7 +83,10 @@ def train_and_evaluate(config: Any, workdir: str, *,
   mesh = distributed.make_mesh(devices)
   validate_config(config, mesh.size)
   if config.get("tune_host_allocator", True) and jax.default_backend() == "cpu":
-    host_memory.tune_host_allocator()
+    try:
+      host_memory.tune_host_allocator()
+    except RuntimeError as e:  # a speed-up only: the run is still correct without it
+      logging.warning("host allocator left at its defaults: %s", e)
   # Unknown model / norm / norm_position and bad kwargs fail before data loading.
   build.make_model(config, num_classes=2)
   main = distributed.is_main_process()

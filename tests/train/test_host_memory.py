@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from normzoo.train import host_memory
+from normzoo.train import host_memory, train_and_evaluate
+from tests.train.helpers import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -82,3 +83,23 @@ def test_unsupported_c_library_changes_nothing(monkeypatch):
   monkeypatch.setattr(host_memory, "_glibc", lambda: None)
   assert host_memory.tune_host_allocator() is None
   assert host_memory.host_allocator_state() == "default"
+
+
+def test_a_refused_setting_is_named(monkeypatch):
+  class RefusingLibc:
+    def mallopt(self, option, value):
+      return 0 if option == host_memory.SETTINGS["trim_threshold"][0] else 1
+  monkeypatch.setattr(host_memory, "_applied", None)
+  monkeypatch.setattr(host_memory, "_glibc", RefusingLibc)
+  with pytest.raises(RuntimeError, match="refused trim_threshold=2147483648"):
+    host_memory.tune_host_allocator()
+  assert host_memory.host_allocator_state() == "default"
+
+
+def test_a_run_goes_on_when_the_allocator_cannot_be_tuned(monkeypatch, tmp_path):
+  def refuse():
+    raise RuntimeError("glibc mallopt refused mmap_threshold=1073741824")
+  monkeypatch.setattr(host_memory, "_applied", None)
+  monkeypatch.setattr(host_memory, "tune_host_allocator", refuse)
+  result = train_and_evaluate(tiny_config(), str(tmp_path))
+  assert result["status"] == "done" and result["host_allocator"] == "default"
