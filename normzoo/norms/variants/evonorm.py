@@ -52,10 +52,6 @@ Array = jax.Array
 __all__ = ["EvoNormB0", "EvoNormS0", "evonorm_b0", "evonorm_s0"]
 
 
-def _params_f(dtype: Any, *params: Array | None) -> list[Array | None]:
-  return [None if p is None else p.astype(dtype) for p in params]
-
-
 def evonorm_b0(x: Array, scale: Array | None, bias: Array | None, v1: Array, var: Array, *,
                use_running_average: bool = False, momentum: float = 0.99, epsilon: float = 1e-5,
                axis_name: Any = None, axis_index_groups: Any = None, mask: Array | None = None,
@@ -74,9 +70,10 @@ def evonorm_b0(x: Array, scale: Array | None, bias: Array | None, v1: Array, var
   if not use_running_average:
     _checks.check_axis_name(axis_name)
     check_not_single_value("EvoNorm-B0", x.shape, (0,) + axes, axis_name, mask)
+  # Absent parameters are the identity (exact), so one output formula serves every call.
+  scale = jnp.ones(c, dtype_s) if scale is None else scale
+  bias = jnp.zeros(c, dtype_s) if bias is None else bias
   if not use_running_average and mask is None:
-    scale = jnp.ones(c, dtype_s) if scale is None else scale  # absent: the identity (exact)
-    bias = jnp.zeros(c, dtype_s) if bias is None else bias
     scale, bias, v1 = cast_params_to_varying(x, scale, bias, v1)
     spec = StatSpec(axes, float(epsilon), axis_name, groups, bool(use_fast_variance), out_dtype,
                     typed=bool(varying_axes(x)))
@@ -90,15 +87,17 @@ def evonorm_b0(x: Array, scale: Array | None, bias: Array | None, v1: Array, var
                                    mask=mask, use_fast_variance=use_fast_variance)
     new_var = update_running(var, var_b.reshape(c), momentum)
   _, var_i, _ = moments_keepdims(x, axes, mask=mask, use_fast_variance=use_fast_variance)
-  xf = x.astype(dtype_s)
-  scale, bias, v1 = _params_f(dtype_s, scale, bias, v1)
-  den = jnp.maximum(jnp.sqrt(var_b + epsilon), v1 * xf + jnp.sqrt(var_i + epsilon))
-  y = xf / den
-  if scale is not None:
-    y = y * scale
-  if bias is not None:
-    y = y + bias
-  return y.astype(out_dtype), new_var
+  y = _b0_output(x, jnp.sqrt(var_b + epsilon), jnp.sqrt(var_i + epsilon), scale, bias, v1,
+                 out_dtype)
+  return y, new_var
+
+
+def _b0_output(x: Array, sb: Array, si: Array, scale: Array, bias: Array, v1: Array,
+               out_dtype: Any) -> Array:
+  """``x / max(sb, v1 x + si) * scale + bias`` in ``sb``'s dtype, cast to ``out_dtype``."""
+  xf = x.astype(sb.dtype)
+  g, b, v = scale.astype(sb.dtype), bias.astype(sb.dtype), v1.astype(sb.dtype)
+  return (xf / jnp.maximum(sb, v * xf + si) * g + b).astype(out_dtype)
 
 
 def _b0_moments(x: Array, spec: StatSpec):
@@ -126,11 +125,8 @@ def _evonorm_b0(x: Array, scale: Array, bias: Array, v1: Array, spec: StatSpec):
 
 def _b0_forward(x, scale, bias, v1, spec: StatSpec):
   mean_i, var_i, mean_b, var_b, count_b = _b0_moments(x, spec)
-  dtype = var_b.dtype
-  xf = x.astype(dtype)
   sb, si = jnp.sqrt(var_b + spec.epsilon), jnp.sqrt(var_i + spec.epsilon)
-  g, b, v = scale.astype(dtype), bias.astype(dtype), v1.astype(dtype)
-  y = (xf / jnp.maximum(sb, v * xf + si) * g + b).astype(spec.out_dtype)
+  y = _b0_output(x, sb, si, scale, bias, v1, spec.out_dtype)
   return (y, var_b), (x, scale, bias, v1, mean_i, si, mean_b, sb, count_b)
 
 
@@ -153,11 +149,10 @@ def _b0_backward(spec: StatSpec, residuals, cotangents):
   den = jnp.maximum(sb, u)
   to_b = jnp.where(sb > u, 1.0, jnp.where(sb == u, 0.5, 0.0))
   t = -dyf * g * xf / jnp.square(den)
+  t_i, t_b = t * (1.0 - to_b), t * to_b
   # Per (example, channel) sums first (one layout for every reduction), then over the batch.
-  sum_t_i = jnp.sum(t * (1.0 - to_b), axis=spec.axes, keepdims=True)
-  sum_t_b = jnp.sum(t * to_b, axis=spec.axes, keepdims=True)
-  a_i = sum_t_i / si
-  a_b = jnp.sum(sum_t_b, axis=0, keepdims=True) / sb
+  a_i = jnp.sum(t_i, axis=spec.axes, keepdims=True) / si
+  a_b = jnp.sum(jnp.sum(t_b, axis=spec.axes, keepdims=True), axis=0, keepdims=True) / sb
   if spec.axis_name is not None:
     # The batch variance pools every device's examples; its cotangent is summed
     # over devices too (see normalize._backward for the typed case).
@@ -168,12 +163,12 @@ def _b0_backward(spec: StatSpec, residuals, cotangents):
       ct_var_b = summed[1]
   a_b = a_b + 2.0 * ct_var_b
   n_i = math.prod(x.shape[a] for a in spec.axes)
-  dx = (dyf * g / den + v * t * (1.0 - to_b) + (xf - mean_i) * (a_i / n_i)
+  dx = (dyf * g / den + v * t_i + (xf - mean_i) * (a_i / n_i)
         + (xf - mean_b) * (a_b / count_b))
   batch_axes = (0,) + spec.axes
   dscale = jnp.sum(dyf * xf / den, axis=batch_axes)
   dbias = jnp.sum(dyf, axis=batch_axes)
-  dv1 = jnp.sum(t * (1.0 - to_b) * xf, axis=batch_axes)
+  dv1 = jnp.sum(t_i * xf, axis=batch_axes)
   return (dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(bias.dtype),
           dv1.astype(v1.dtype))
 
