@@ -114,8 +114,25 @@ def group_sum_method(channels: int) -> str:
   return "block_matmul" if channels <= 128 else "grouped_matmul"
 
 
+def kept_axes(ndim: int, axes: tuple[int, ...]) -> tuple[int, ...]:
+  """The axes of an ``ndim`` array that a reduction over ``axes`` keeps."""
+  return tuple(a for a in range(ndim) if a not in axes)
+
+
+def expand(v: Array, shape: Sequence[int], axes: tuple[int, ...]) -> Array:
+  """Broadcasts a statistic reduced over ``axes`` back to the full ``shape``.
+
+  Statistics are kept in their reduced shape (no size-1 axes) for all the
+  small arithmetic on them and expanded only where they meet full-size
+  arrays. On XLA:CPU this matters: size-1 axes let layout assignment give
+  the small arrays non-descending layouts, which YNNPACK's fusions refuse,
+  so a reduction and its elementwise consumers stop fusing into one pass.
+  """
+  return lax.broadcast_in_dim(v, tuple(shape), kept_axes(len(shape), axes))
+
+
 def _sum(v: Array, axes: tuple[int, ...], channel_groups: int | None) -> Array:
-  return group_sum(jnp.sum(v, axis=axes, keepdims=True), channel_groups)
+  return group_sum(jnp.sum(v, axis=axes), channel_groups)
 
 
 def variance_method(use_fast_variance: bool = True) -> str:
@@ -138,42 +155,51 @@ SAFE_RATIO = 4.0
 
 def _mask_count(mask: Array, shape: Sequence[int], axes: tuple[int, ...],
                 channel_groups: int | None, dtype) -> Array:
-  """Valid elements per statistic, reduced at the mask's own (often tiny) shape."""
+  """Valid elements per statistic (reduced shape), summed at the mask's own (often tiny) shape."""
   m = jnp.asarray(mask)
   m = m.reshape((1,) * (len(shape) - m.ndim) + m.shape)
   count = jnp.sum(m.astype(dtype), axis=axes, keepdims=True)
   count = count * math.prod(shape[a] for a in axes if m.shape[a] == 1)
+  out_shape = tuple(d for a, d in enumerate(shape) if a not in axes)
+  count = jnp.broadcast_to(jnp.squeeze(count, axes), out_shape)
   if channel_groups is not None:
-    count = jnp.broadcast_to(count, count.shape[:-1] + (shape[-1],))
     count = group_sum(count, channel_groups)
   return count
 
 
-def local_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method: str,
-                  channel_groups: int | None = None) -> tuple[Array, Array, Array]:
-  """Per-device ``(count, mean, M2)``, each with the reduced axes kept as size 1.
+def reduced_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method: str,
+                    channel_groups: int | None = None) -> tuple[Array, Array, Array]:
+  """Per-device ``(count, mean, M2)`` in the reduced shape (``x.shape`` without ``axes``).
 
   ``M2`` is the centred sum of squares ``sum((x - mean)^2)`` over valid
   elements. With ``channel_groups`` the statistics also pool the channels
   (last axis, not in ``axes``) within each group, and are repeated per
-  channel. Shapes: ``x`` (...), outputs ``x.shape`` with ``axes`` set to 1.
+  channel.
   """
   dtype = stat_dtype(x.dtype)
   xf = x.astype(dtype)
-  out_shape = tuple(1 if a in axes else d for a, d in enumerate(x.shape))
+  out_shape = tuple(d for a, d in enumerate(x.shape) if a not in axes)
+  full = lambda v: expand(v, x.shape, axes)
   if mask is None:
     n = math.prod(x.shape[a] for a in axes)
     n *= 1 if channel_groups is None else x.shape[-1] // channel_groups
+
     def two_pass():
-      # Corrected two-pass (Chan, Golub & LeVeque): the rounding error of the
-      # first mean would add n * error^2 to M2; the sum of the deviations
-      # measures that error and takes it out again.
       mean = _sum(xf, axes, channel_groups) / n
-      d = _sum(xf - mean, axes, channel_groups)
-      m2 = _sum(jnp.square(xf - mean), axes, channel_groups) - jnp.square(d) / n
+      return mean, _sum(jnp.square(xf - full(mean)), axes, channel_groups)
+
+    def corrected_two_pass():
+      # Chan, Golub & LeVeque: the rounding error of the first mean would add
+      # n * error^2 to M2; the sum of the deviations measures that error and
+      # takes it out again.
+      mean = _sum(xf, axes, channel_groups) / n
+      d = _sum(xf - full(mean), axes, channel_groups)
+      m2 = _sum(jnp.square(xf - full(mean)), axes, channel_groups) - jnp.square(d) / n
       return mean + d / n, jnp.maximum(m2, 0.0)
 
     if method == "two_pass":
+      mean, m2 = corrected_two_pass()
+    elif method == "fused_two_pass":
       mean, m2 = two_pass()
     elif method == "checked":
       s1 = _sum(xf, axes, channel_groups)
@@ -182,12 +208,12 @@ def local_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method: s
       m2 = s2 - s1 * mean
       # Written so that NaN (overflowed squares) also takes the two-pass branch.
       safe = jnp.all(m2 * SAFE_RATIO >= s2)
-      mean, m2 = lax.cond(safe, lambda: (mean, jnp.maximum(m2, 0.0)), two_pass)
+      mean, m2 = lax.cond(safe, lambda: (mean, jnp.maximum(m2, 0.0)), corrected_two_pass)
     else:
-      shift = _first_sample(xf, axes)
+      shift = _first_sample(xf, axes).reshape(out_shape)
       if channel_groups is not None:
         shift = group_sum(shift, channel_groups) / (x.shape[-1] // channel_groups)
-      d = xf - shift
+      d = xf - full(shift)
       s1 = _sum(d, axes, channel_groups)
       s2 = _sum(jnp.square(d), axes, channel_groups)
       mean = shift + s1 / n
@@ -196,11 +222,18 @@ def local_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method: s
   # Masked statistics are always two-pass: a shift drawn from a masked-out
   # (padding) element could be arbitrarily far from the valid data.
   valid = jnp.asarray(mask, bool)
-  count = jnp.broadcast_to(_mask_count(mask, x.shape, axes, channel_groups, dtype), out_shape)
-  safe = jnp.maximum(count, 1.0)
-  mean = _sum(jnp.where(valid, xf, 0.0), axes, channel_groups) / safe
-  m2 = _sum(jnp.where(valid, jnp.square(xf - mean), 0.0), axes, channel_groups)
+  count = _mask_count(mask, x.shape, axes, channel_groups, dtype)
+  mean = _sum(jnp.where(valid, xf, 0.0), axes, channel_groups) / jnp.maximum(count, 1.0)
+  m2 = _sum(jnp.where(valid, jnp.square(xf - full(mean)), 0.0), axes, channel_groups)
   return count, mean, m2
+
+
+def local_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method: str,
+                  channel_groups: int | None = None) -> tuple[Array, Array, Array]:
+  """:func:`reduced_moments` with the reduced axes kept as size 1 (shape ``x.shape`` there)."""
+  out_shape = tuple(1 if a in axes else d for a, d in enumerate(x.shape))
+  return tuple(v.reshape(out_shape) for v in reduced_moments(x, axes, mask, method,
+                                                             channel_groups))
 
 
 def _gather_by_psum(value: Array, axis_name: Any, axis_index_groups: Any) -> Array:
@@ -242,17 +275,29 @@ def combine_across_devices(count: Array, mean: Array, m2: Array, axis_name: Any,
   return total, mean, m2
 
 
+def reduced_moments_across(x: Array, axes: tuple[int, ...], *, axis_name: Any = None,
+                          axis_index_groups: Any = None, mask: Array | None = None,
+                          use_fast_variance: bool = True, channel_groups: int | None = None,
+                          method: str | None = None) -> tuple[Array, Array, Array]:
+  """``(mean, var, count)`` in the reduced shape, over ``axes`` and the mapped ``axis_name``."""
+  method = method or variance_method(use_fast_variance)
+  count, mean, m2 = reduced_moments(x, axes, mask, method, channel_groups)
+  if axis_name is not None:
+    count, mean, m2 = combine_across_devices(count, mean, m2, axis_name, axis_index_groups)
+  return mean, m2 / jnp.maximum(count, 1.0), count
+
+
 def moments_keepdims(x: Array, axes: tuple[int, ...], *, axis_name: Any = None,
                      axis_index_groups: Any = None, mask: Array | None = None,
                      use_fast_variance: bool = True, channel_groups: int | None = None
                      ) -> tuple[Array, Array, Array]:
   """``(mean, var, count)`` with reduced axes kept; ``axes`` must be canonical."""
-  count, mean, m2 = local_moments(x, axes, mask, variance_method(use_fast_variance),
-                                  channel_groups)
-  if axis_name is not None:
-    count, mean, m2 = combine_across_devices(count, mean, m2, axis_name, axis_index_groups)
-  var = m2 / jnp.maximum(count, 1.0)
-  return mean, var, count
+  out_shape = tuple(1 if a in axes else d for a, d in enumerate(x.shape))
+  stats = reduced_moments_across(x, axes, axis_name=axis_name,
+                                 axis_index_groups=axis_index_groups, mask=mask,
+                                 use_fast_variance=use_fast_variance,
+                                 channel_groups=channel_groups)
+  return tuple(v.reshape(out_shape) for v in stats)
 
 
 def moments(x: Array, reduction_axes: int | Sequence[int], *, axis_name: Any = None,
@@ -279,7 +324,8 @@ def moments(x: Array, reduction_axes: int | Sequence[int], *, axis_name: Any = N
   axes = _checks.canonical_axes(reduction_axes, x.ndim, "reduction_axes", x.shape)
   _checks.check_mask(mask, x.shape)
   _checks.check_axis_name(axis_name)
-  mean, var, _ = moments_keepdims(x, axes, axis_name=axis_name, axis_index_groups=axis_index_groups,
-                                  mask=mask, use_fast_variance=use_fast_variance)
-  return jnp.squeeze(mean, axes), jnp.squeeze(var, axes)
+  mean, var, _ = reduced_moments_across(x, axes, axis_name=axis_name,
+                                        axis_index_groups=axis_index_groups, mask=mask,
+                                        use_fast_variance=use_fast_variance)
+  return mean, var
 
