@@ -15,6 +15,9 @@ dx), i.e. ``2 * x.nbytes / time``.
 
 from __future__ import annotations
 
+# First: it sets OMP_WAIT_POLICY before anything can load PyTorch's OpenMP runtime.
+from benchmarks.machine import setup_host, write_results  # isort: skip
+
 import dataclasses
 import statistics
 import time
@@ -27,7 +30,6 @@ import numpy as np
 from absl import app, flags
 
 import normzoo
-from benchmarks.machine import setup_host, write_results
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("norms", ["batch", "layer", "group", "instance", "rms"],
@@ -78,19 +80,26 @@ VARIANTS = {"batch_renorm": {"momentum": 0.9}, "ghost_batch": {"momentum": 0.9},
 
 
 def _jax_fn(module_cls, kwargs, x, mode: str, train: bool) -> Callable:
+  """``fn(x)`` timing one implementation; its variables are jit arguments, as in training.
+
+  Closing over them instead would make them compile-time constants, which
+  XLA folds into the normalizer and fuses differently from a real step.
+  """
   cls = getattr(module_cls, "func", module_cls)  # functools.partial from get_norm
   is_bn = "use_running_average" in {f.name for f in dataclasses.fields(cls)}
   module = module_cls(**kwargs, **({"use_running_average": not train} if is_bn else {}))
   variables = module.init(jax.random.PRNGKey(0), x)
   mutable = ["batch_stats"] if is_bn and train else False
 
-  def forward(x):
+  def forward(x, variables):
     out = module.apply(variables, x, mutable=mutable)
     return out[0] if mutable else out
 
   if mode == "fwd":
-    return jax.jit(forward)
-  return jax.jit(jax.grad(lambda x: jnp.sum(jnp.square(forward(x).astype(jnp.float32)))))
+    fn = jax.jit(forward)
+  else:
+    fn = jax.jit(jax.grad(lambda x, v: jnp.sum(jnp.square(forward(x, v).astype(jnp.float32)))))
+  return lambda x: fn(x, variables)
 
 
 def _torch_fn(name: str, x: np.ndarray, mode: str, train: bool):
@@ -138,11 +147,17 @@ def _block(out):
     out.block_until_ready()
 
 
-def time_interleaved(fns: dict[str, Callable], repeats: int) -> dict[str, float]:
-  """Median seconds per call for each function, repetitions interleaved."""
-  for fn in fns.values():  # compile / warm up
-    _block(fn())
-    _block(fn())
+def time_interleaved(fns: dict[str, Callable], repeats: int, warmup: int = 10
+                     ) -> dict[str, float]:
+  """Median seconds per call for each function, repetitions interleaved.
+
+  The warm-up rounds also let the host heap grow to its steady size: with
+  the allocator tuned, the first ~20 calls of a large case still
+  page-fault fresh heap memory in, and would otherwise be timed.
+  """
+  for _ in range(warmup):
+    for fn in fns.values():
+      _block(fn())
   samples = {k: [] for k in fns}
   order = list(fns)
   rng = np.random.default_rng(0)

@@ -17,6 +17,9 @@ to 1, and no normalizer can do better.
 
 from __future__ import annotations
 
+# First: it sets OMP_WAIT_POLICY before anything can load PyTorch's OpenMP runtime.
+from benchmarks.machine import setup_host, write_results  # isort: skip
+
 import functools
 import statistics
 import time
@@ -29,7 +32,6 @@ import optax
 from absl import app, flags
 
 import normzoo
-from benchmarks.machine import setup_host, write_results
 from normzoo.models import get_model
 
 FLAGS = flags.FLAGS

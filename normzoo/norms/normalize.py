@@ -140,7 +140,9 @@ def cast_params_to_varying(x: Array, *params: Array | None) -> tuple[Array | Non
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
 def _normalize_with_batch_stats(x, scale, bias, mask, spec: StatSpec):
-  out, _ = _forward(x, scale, bias, mask, spec)
+  # Called only when nothing differentiates it, so no residuals are kept:
+  # the forward may then pick the form that fuses best on its own.
+  out, _ = _forward(x, scale, bias, mask, spec, primal_only=True)
   return out
 
 
@@ -154,15 +156,39 @@ def _reduced_param(p: Array | None, axes: tuple[int, ...], dtype) -> Array | Non
   return None if p is None else jnp.squeeze(p, axes).astype(dtype)
 
 
-def _forward(x, scale, bias, mask, spec: StatSpec):
+def _fuses_in_one_pass(x, scale, bias, mask, spec: StatSpec) -> bool:
+  """Whether XLA:CPU fuses a two-pass forward into one pass over ``x``.
+
+  Per-example statistics (instance norm) with per-statistic parameters: the
+  mean, the centred sum of squares and the output become a single YNNPACK
+  fusion that reads each example's slice from memory once, exact for any
+  mean and without the checked pass's conditional (instance norm forward at
+  128x32x32x64: 0.64x flax.linen's time against 0.75x). Only without
+  residuals: when the backward also needs ``x - mean``, that fusion breaks.
+  """
+  return (jax.default_backend() == "cpu" and spec.use_fast_variance and mask is None
+          and spec.axis_name is None and spec.channel_groups is None and 0 not in spec.axes
+          and _in_stat_space((scale, bias), spec.axes))
+
+
+def _forward(x, scale, bias, mask, spec: StatSpec, primal_only: bool = False):
   axes = spec.axes
+  one_pass = primal_only and _fuses_in_one_pass(x, scale, bias, mask, spec)
   mean, var, count = stats.reduced_moments_across(
       x, axes, axis_name=spec.axis_name, axis_index_groups=spec.axis_index_groups,
-      mask=mask, use_fast_variance=spec.use_fast_variance, channel_groups=spec.channel_groups)
+      mask=mask, use_fast_variance=spec.use_fast_variance, channel_groups=spec.channel_groups,
+      method="fused_two_pass" if one_pass else None)
   inv = lax.rsqrt(var + spec.epsilon)
   xf = x.astype(mean.dtype)
   full = lambda v: stats.expand(v, x.shape, axes)
-  if _in_stat_space((scale, bias), axes):
+  if one_pass:
+    # The centred form, so that the output reads x through the variance
+    # pass's own expression and joins its fusion.
+    a = inv if scale is None else inv * _reduced_param(scale, axes, inv.dtype)
+    y = (xf - full(mean)) * full(a)
+    if bias is not None:
+      y = y + bias.astype(inv.dtype)
+  elif _in_stat_space((scale, bias), axes):
     # One multiply-add per element, with everything per statistic folded in
     # (see _affine).
     a = inv if scale is None else inv * _reduced_param(scale, axes, inv.dtype)

@@ -5,8 +5,8 @@ the input dtype; the up-cast happens inside the reduction, so no float32 copy
 of a bf16 input is materialized.
 
 Precision. ``E[x^2] - E[x]^2`` loses every significant digit once
-``|mean| >> std`` (1e4 + N(0, 1) in float32 gives garbage). Three accurate
-methods (:func:`variance_method` picks one per backend):
+``|mean| >> std`` (1e4 + N(0, 1) in float32 gives garbage). Four accurate
+methods (:func:`variance_method` picks one of the first three per backend):
 
 * ``"two_pass"``: ``mean`` first, then ``sum((x - mean)^2)``; exact to
   float32 rounding for any mean. ``use_fast_variance=False`` forces it.
@@ -21,6 +21,11 @@ methods (:func:`variance_method` picks one per backend):
   activations, ReLU outputs, images) the result stays within a factor 4 of
   float32 rounding; otherwise (large means, overflow) the two-pass method
   reruns, chosen by ``lax.cond`` so only one of them runs.
+* ``"fused_two_pass"``: the two-pass form without the correction term, for
+  the one place where it is faster: an undifferentiated per-example
+  forward on CPU, which XLA fuses with the output into one pass over each
+  example (see ``normalize._fuses_in_one_pass``). Its mean carries the
+  rounding of one float32 sum, a few ulps of ``|mean|``.
 
 Across devices. Each device reduces its shard to a count ``n``, a mean ``m``
 and a centred sum of squares ``M2``; one ``all_gather`` of those three small

@@ -102,6 +102,24 @@ def test_instance_norm_matches_numpy(shape):
   np.testing.assert_allclose(y, want, atol=3e-5)
 
 
+@pytest.mark.parametrize("loc", [0.0, 1e4])
+def test_forward_alone_and_under_differentiation_agree(loc):
+  """Undifferentiated calls may compute the statistics another way (one fused pass).
+
+  Both agree with float64 to within a few ulps of ``loc``: the rounding
+  already present in a float32 input of that magnitude.
+  """
+  x = (loc + RNG.standard_normal((4, 6, 6, 8))).astype(np.float32)
+  scale, bias = _data((8,), 1.0, 0.3), _data((8,), 0.0, 0.3)
+  fn = lambda x: F.instance_norm(x, scale, bias)
+  alone = np.asarray(jax.jit(fn)(x))
+  under_vjp = np.asarray(jax.jit(lambda x: jax.vjp(fn, x)[0])(x))
+  want, _, _ = oracle.np_normalize(x, (1, 2), scale, bias, 1e-6, param_axes=(3,))
+  atol = 3e-5 + 4 * float(np.spacing(np.float32(loc)))
+  np.testing.assert_allclose(alone, want, atol=atol)
+  np.testing.assert_allclose(under_vjp, want, atol=atol)
+
+
 # --- gradients, against autodiff of a naive float64 implementation -------------------------
 
 def _grad_case(fn, naive, x, scale, bias, w):
@@ -177,15 +195,16 @@ def test_gradient_through_returned_statistics():
 
 # --- precision and dtypes ----------------------------------------------------------------
 
-@pytest.mark.parametrize("norm", ["batch", "layer", "group"])
+@pytest.mark.parametrize("norm", ["batch", "layer", "group", "instance"])
 @pytest.mark.parametrize("use_fast_variance", [True, False])
 def test_large_mean_still_normalizes_to_unit_variance(norm, use_fast_variance):
   x = (1e4 + RNG.standard_normal((16, 8, 8, 32))).astype(np.float32)
   fn = {"batch": lambda x: F.batch_norm(x, use_fast_variance=use_fast_variance)[0],
+        "instance": lambda x: F.instance_norm(x, use_fast_variance=use_fast_variance),
         "layer": lambda x: F.layer_norm(x, reduction_axes=None, use_fast_variance=use_fast_variance),
         "group": lambda x: F.group_norm(x, num_groups=8, use_fast_variance=use_fast_variance)}[norm]
   y = np.asarray(fn(x), np.float64)
-  axes = {"batch": (0, 1, 2), "layer": (1, 2, 3), "group": (1, 2, 3)}[norm]
+  axes = {"batch": (0, 1, 2), "layer": (1, 2, 3), "group": (1, 2, 3), "instance": (1, 2)}[norm]
   assert np.all(np.abs(y.var(axis=axes) - 1.0) < 1e-2)
   assert np.all(np.abs(y.mean(axis=axes)) < 1e-2)
 
@@ -197,7 +216,7 @@ def test_large_mean_input_defeats_the_one_pass_formula():
   assert float(jnp.max(jnp.abs(var - 1.0))) > 1e-2
 
 
-@pytest.mark.parametrize("method", ["checked", "shifted", "two_pass"])
+@pytest.mark.parametrize("method", ["checked", "shifted", "two_pass", "fused_two_pass"])
 @pytest.mark.parametrize("loc", [0.0, 1.0, 1e4])
 def test_every_variance_method_matches_float64(method, loc):
   """Each method, forced, on typical and large-mean data, with a group axis too."""
