@@ -9,8 +9,8 @@ import platform
 # cores, and slow down whatever JAX call the interleaved timing runs next
 # (instance norm forward at 128x32x32x64: 6.9 ms right after PyTorch calls,
 # 4.3 ms with passive waiting; PyTorch's own time went from 14.2 to 11.4 ms).
-# libgomp reads it when it is loaded, and tensorboardX (imported by
-# normzoo.train) imports torch, so this comes before every other import.
+# libgomp reads it when it is loaded (with torch, possibly by another
+# library's import: tensorboardX's imports torch), so this comes first.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import jax  # noqa: E402

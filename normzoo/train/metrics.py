@@ -30,8 +30,6 @@ import math
 import os
 from typing import Any
 
-from tensorboardX import SummaryWriter
-
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 ROW_KEYS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
@@ -84,6 +82,9 @@ class MetricsWriter:
     os.makedirs(workdir, exist_ok=True)
     self._path = os.path.join(workdir, METRICS_FILE)
     self._rewrite()
+    # Imported here: tensorboardX imports PyTorch whenever it is installed
+    # (about 1.3 s, and its OpenMP runtime), which only a writer needs.
+    from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
     self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR),
                              purge_step=resume_step + 1 if resume_step else None)
 

@@ -60,6 +60,24 @@ def test_rms_defaults_match_flax_and_large_inputs_do_not_overflow():
   np.testing.assert_allclose(g, 1e3, rtol=1e-5)
 
 
+def test_rms_bfloat16_input_has_float32_statistics():
+  # bf16 in, bf16 out: the statistics and the product run in float32, so the
+  # output is the float64 answer rounded once to bf16 (relative error <= 2^-8).
+  x = _data((4, 3, 64), 3.0, 2.0).astype(jnp.bfloat16)
+  scale = _data((64,), 1.0, 0.2).astype(jnp.bfloat16)
+  x64, s64 = (np.asarray(a.astype(jnp.float32), np.float64) for a in (x, scale))
+  inv = 1.0 / np.sqrt((x64 ** 2).mean(-1, keepdims=True) + 1e-6)
+  y = jax.jit(normzoo.rms_norm)(x, scale)
+  assert y.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(y.astype(jnp.float32)), x64 * inv * s64, rtol=2 ** -8)
+  gx = jax.jit(jax.grad(lambda x: jnp.sum(normzoo.rms_norm(x, scale).astype(jnp.float32))))(x)
+  # d/dx sum(s * x * inv) = inv * (s - x_hat * mean(s * x_hat)), x_hat = x * inv.
+  x_hat = x64 * inv
+  want = inv * (s64 - x_hat * (s64 * x_hat).mean(-1, keepdims=True))
+  np.testing.assert_allclose(np.asarray(gx.astype(jnp.float32)), want,
+                             rtol=2 ** -7, atol=2 ** -7 * np.abs(want).max())
+
+
 def test_rms_mask_uses_valid_elements_only():
   x = _data((2, C), 1.0, 2.0)
   mask = np.array([[1, 1, 0, 1, 0, 1]] * 2, bool)
