@@ -196,7 +196,9 @@ def reduced_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method:
     def corrected_two_pass():
       # Chan, Golub & LeVeque: the rounding error of the first mean would add
       # n * error^2 to M2; the sum of the deviations measures that error and
-      # takes it out again.
+      # takes it out again. x is up-cast here, not captured up-cast: as the
+      # operand of a lax.cond a float32 copy of a bf16 x is materialized.
+      xf = x.astype(dtype)
       mean = _sum(xf, axes, channel_groups) / n
       d = _sum(xf - full(mean), axes, channel_groups)
       m2 = _sum(jnp.square(xf - full(mean)), axes, channel_groups) - jnp.square(d) / n

@@ -102,28 +102,58 @@ def test_instance_norm_matches_numpy(shape):
   np.testing.assert_allclose(y, want, atol=3e-5)
 
 
+# (norm, statistic axes, parameter axes): per-statistic parameters (instance
+# norm) and parameters along the reduced axis (layer norm over features).
+_ONE_PASS_CASES = {"instance": (F.instance_norm, (1, 2), (3,)),
+                   "layer": (F.layer_norm, (3,), (3,))}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("norm", sorted(_ONE_PASS_CASES))
 @pytest.mark.parametrize("loc", [0.0, 1e4])
-def test_forward_alone_and_under_differentiation_agree(loc, monkeypatch):
+def test_forward_alone_and_under_differentiation_agree(loc, norm, dtype, monkeypatch):
   """Undifferentiated calls may compute the statistics another way (one fused pass).
 
-  Both agree with float64 to within a few ulps of ``loc``: the rounding
-  already present in a float32 input of that magnitude.
+  Both agree with float64 (of the input as given) to within a few float32
+  ulps of ``loc`` over the statistic's std: the rounding of a float32 mean of
+  that magnitude; bf16 output adds its own rounding. (bf16 input at 1e4
+  has a spacing of 64, so its spread is widened to keep the data distinct.)
   """
+  fn_norm, axes, p_axes = _ONE_PASS_CASES[norm]
   # The one-pass form is chosen by size; let this small input take it.
   monkeypatch.setattr(normalize, "_ONE_PASS_MIN_BYTES", 0)
   monkeypatch.setattr(normalize, "_ONE_PASS_MIN_STATISTICS", 1)
-  x = (loc + RNG.standard_normal((4, 6, 6, 8))).astype(np.float32)
+  spread = 256.0 if dtype == "bfloat16" and loc else 1.0
+  rng = np.random.default_rng(7)  # the same draw whichever tests ran before
+  x = jnp.asarray((loc + spread * rng.standard_normal((4, 6, 6, 8))).astype(np.float32))
+  x = x.astype(dtype)
   scale, bias = _data((8,), 1.0, 0.3), _data((8,), 0.0, 0.3)
-  spec = normalize.StatSpec((1, 2), 1e-6, None, None, True, jnp.float32)
-  assert normalize._fuses_in_one_pass(x, scale.reshape(1, 1, 1, 8), None, None, spec) == (
+  spec = normalize.StatSpec(axes, 1e-6, None, None, True, jnp.float32)
+  assert normalize._fuses_in_one_pass(x, None, spec) == (jax.default_backend() == "cpu")
+  fn = lambda x: fn_norm(x, scale, bias, dtype=dtype)
+  alone = np.asarray(jax.jit(fn)(x).astype(jnp.float32))
+  under_vjp = np.asarray(jax.jit(lambda x: jax.vjp(fn, x)[0])(x).astype(jnp.float32))
+  x64 = np.asarray(x.astype(jnp.float32))
+  want, _, _ = oracle.np_normalize(x64, axes, scale, bias, 1e-6, param_axes=p_axes)
+  # A mean off by a few ulps of loc shifts the output by that over each statistic's std.
+  std = np.std(np.asarray(x64, np.float64), axis=axes).min()
+  atol = 3e-5 + 4 * float(np.spacing(np.float32(loc))) / std
+  rtol = 2 ** -8 if dtype == "bfloat16" else 0.0
+  np.testing.assert_allclose(alone, want, atol=atol, rtol=rtol)
+  np.testing.assert_allclose(under_vjp, want, atol=atol, rtol=rtol)
+
+
+def test_narrow_inputs_take_the_one_pass_forward_at_any_size():
+  spec = normalize.StatSpec((2,), 1e-6, None, None, True, jnp.float32)
+  small = jnp.zeros((64, 64, 256))  # 4096 statistics, 4 MiB in float32
+  assert not normalize._fuses_in_one_pass(small, None, spec)
+  assert normalize._fuses_in_one_pass(small.astype(jnp.bfloat16), None, spec) == (
       jax.default_backend() == "cpu")
-  fn = lambda x: F.instance_norm(x, scale, bias)
-  alone = np.asarray(jax.jit(fn)(x))
-  under_vjp = np.asarray(jax.jit(lambda x: jax.vjp(fn, x)[0])(x))
-  want, _, _ = oracle.np_normalize(x, (1, 2), scale, bias, 1e-6, param_axes=(3,))
-  atol = 3e-5 + 4 * float(np.spacing(np.float32(loc)))
-  np.testing.assert_allclose(alone, want, atol=atol)
-  np.testing.assert_allclose(under_vjp, want, atol=atol)
+  # A statistic spanning more than the slice limit, or a mask, keeps the checked form.
+  wide_rows = jax.ShapeDtypeStruct((4096, 1, 131073), jnp.bfloat16)  # 4096 rows > 512 KiB
+  assert not normalize._fuses_in_one_pass(wide_rows, None, spec)
+  assert not normalize._fuses_in_one_pass(small.astype(jnp.bfloat16), jnp.ones(small.shape, bool),
+                                          spec)
 
 
 # --- gradients, against autodiff of a naive float64 implementation -------------------------
