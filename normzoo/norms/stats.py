@@ -1,8 +1,11 @@
 """Mean and variance over chosen axes, locally or across devices.
 
 The statistics are computed in float32 (float64 for float64 input) whatever
-the input dtype; the up-cast happens inside the reduction, so no float32 copy
-of a bf16 input is materialized.
+the input dtype. Where one reduction reads a bf16 input, the up-cast happens
+inside it; the checked method's two sibling reductions share one up-cast,
+which XLA:CPU materializes as a float32 copy (as it does for flax.linen's
+layers), so undifferentiated bf16 forwards use the fused one-pass form where
+they can (see ``normalize._fuses_in_one_pass``).
 
 Precision. ``E[x^2] - E[x]^2`` loses every significant digit once
 ``|mean| >> std`` (1e4 + N(0, 1) in float32 gives garbage). Four accurate
