@@ -36,3 +36,30 @@ def test_train_step_benchmark(tmp_path):
   assert row["normzoo_images_per_s"] > 0 and row["flax_images_per_s"] > 0
   assert row["ceiling"] == row["none_images_per_s"] / row["flax_images_per_s"]
   assert result["machine"]["host_allocator"] in ("tuned", "default")
+
+
+def test_profile_step_benchmark():
+  stdout = _run("benchmarks.profile_step", "--model=mnist_cnn_small", "--norm=batch",
+                "--batch_size=8", "--steps=2", "--top=3")
+  rows = [l.split("|")[1:-1] for l in stdout.splitlines() if l.startswith("| ")][1:]
+  assert [r[0].strip() for r in rows] == ["normzoo", "flax.linen", "no norm"]
+  for r in rows:
+    conv, other, total = (float(v) for v in r[1:4])
+    # The model's convolution and dense layers are found in the trace.
+    assert conv > 0 and other > 0 and abs(conv + other - total) < 0.11
+
+
+def test_profile_step_classifies_ops_by_what_they_compute():
+  import jax
+  import jax.numpy as jnp
+
+  from benchmarks import profile_step
+
+  def f(x, w):
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.sum(jnp.tanh(y) * 3.0, axis=(1, 2)), jnp.max(x)
+
+  x, w = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
+  kinds = profile_step._op_kinds(jax.jit(f).lower(x, w).compile().as_text())  # pylint: disable=protected-access
+  assert "conv/dot" in kinds.values() and "other" in kinds.values()
