@@ -1,12 +1,12 @@
 """Where a training step's time goes: XLA op times from a profiler trace.
 
     python -m benchmarks.profile_step --model=mnist_cnn --norm=batch
-    python -m benchmarks.profile_step --model=resnet20 --norm=group --top=15
+    python -m benchmarks.profile_step --model=resnet20 --norm=group --rounds=3 --steps=2 --top=15
 
 Builds the step of ``benchmarks.train_step`` three times (normzoo norm,
 flax.linen norm, no norm), traces ``--steps`` steps of each with
-``jax.profiler`` and sums the duration of every compiled op (the thunks
-XLA:CPU runs) per step. Ops whose computation holds a convolution or a
+``jax.profiler`` in ``--rounds`` shuffled rounds and sums the duration of
+every compiled op (the thunks XLA:CPU runs) per step; medians over rounds. Ops whose computation holds a convolution or a
 matrix product are counted as "conv/dot"; everything else (normalizers,
 activations, pooling, optimizer update) as "other". Op time summed over
 threads can exceed the wall time: independent ops run concurrently.
@@ -25,6 +25,7 @@ import glob
 import gzip
 import json
 import re
+import statistics
 import tempfile
 import time
 
@@ -92,12 +93,8 @@ def _op_times(trace_dir: str) -> dict[str, float]:
   return totals
 
 
-def profile(runner, steps: int) -> dict:
-  """Per-step op times of one runner, split by kind, and its wall time."""
-  runner.run(3)
-  hlo = runner.step.lower(runner.params, runner.batch_stats, runner.opt_state, runner.images,
-                          runner.labels).compile().as_text()
-  kinds = _op_kinds(hlo)
+def _trace(runner, steps: int, kinds: dict[str, str]) -> dict:
+  """Per-step op times of one traced run, split by kind, and its wall time."""
   with tempfile.TemporaryDirectory() as d:
     start = time.perf_counter()
     with jax.profiler.trace(d):
@@ -107,8 +104,8 @@ def profile(runner, steps: int) -> dict:
   by_kind = collections.defaultdict(float)
   for op, ms in times.items():
     by_kind[kinds.get(op, "other")] += ms
-  return dict(ops=times, kinds={op: kinds.get(op, "other") for op in times},
-              conv_ms=by_kind["conv/dot"], other_ms=by_kind["other"], traced_wall_ms=wall * 1e3)
+  return dict(ops=times, conv_ms=by_kind["conv/dot"], other_ms=by_kind["other"],
+              traced_wall_ms=wall * 1e3)
 
 
 def main(argv):
@@ -120,19 +117,36 @@ def main(argv):
   images = jnp.asarray(rng.standard_normal(shape), jnp.float32)
   labels = jnp.asarray(rng.integers(0, 10, flags_.batch_size), jnp.int32)
   ours, theirs = train_step.norm_pair(_NORM.value)
-  print(f"{_MODEL.value}, {_NORM.value} norm, batch {flags_.batch_size}: ms per step")
+  runners, kinds = {}, {}
+  for label, norm in (("normzoo", ours), ("flax.linen", theirs), ("no norm", normzoo.Identity)):
+    r = train_step._Runner(_MODEL.value, norm, images, labels)  # pylint: disable=protected-access
+    r.run(3)
+    kinds[label] = _op_kinds(r.step.lower(r.params, r.batch_stats, r.opt_state, r.images,
+                                          r.labels).compile().as_text())
+    runners[label] = r
+  # The first trace of a process pays for starting the profiler: not timed.
+  _trace(runners["no norm"], 1, kinds["no norm"])
+  samples = {label: [] for label in runners}
+  order = list(runners)
+  shuffle = np.random.default_rng(1)
+  for _ in range(flags_.rounds):
+    shuffle.shuffle(order)
+    for label in order:
+      samples[label].append(_trace(runners[label], flags_.steps, kinds[label]))
+  print(f"{_MODEL.value}, {_NORM.value} norm, batch {flags_.batch_size}: ms per step, "
+        f"median of {flags_.rounds} traced rounds of {flags_.steps} steps")
   print("| build | conv/dot ops | other ops | all ops | traced wall |")
   print("|---|---|---|---|---|")
-  results = {}
-  for label, norm in (("normzoo", ours), ("flax.linen", theirs), ("no norm", normzoo.Identity)):
-    r = profile(train_step._Runner(_MODEL.value, norm, images, labels), flags_.steps)  # pylint: disable=protected-access
-    results[label] = r
-    print(f"| {label} | {r['conv_ms']:.1f} | {r['other_ms']:.1f} | "
-          f"{r['conv_ms'] + r['other_ms']:.1f} | {r['traced_wall_ms']:.1f} |")
-  for label, r in results.items():
-    print(f"\n{label}: longest ops (ms per step)")
-    for op, ms in sorted(r["ops"].items(), key=lambda kv: -kv[1])[:_TOP.value]:
-      print(f"  {op:<32} {r['kinds'][op]:<9} {ms:7.2f}")
+  for label, runs in samples.items():
+    conv, other, wall = (statistics.median(r[k] for r in runs)
+                         for k in ("conv_ms", "other_ms", "traced_wall_ms"))
+    print(f"| {label} | {conv:.1f} | {other:.1f} | {conv + other:.1f} | {wall:.1f} |")
+  for label, runs in samples.items():
+    ops = {op: statistics.median(r["ops"].get(op, 0.0) for r in runs) for op in runs[0]["ops"]}
+    if _TOP.value:
+      print(f"\n{label}: longest ops (ms per step)")
+    for op, ms in sorted(ops.items(), key=lambda kv: -kv[1])[:_TOP.value]:
+      print(f"  {op:<32} {kinds[label].get(op, 'other'):<9} {ms:7.2f}")
 
 
 if __name__ == "__main__":

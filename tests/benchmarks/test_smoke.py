@@ -40,7 +40,7 @@ def test_train_step_benchmark(tmp_path):
 
 def test_profile_step_benchmark():
   stdout = _run("benchmarks.profile_step", "--model=mnist_cnn_small", "--norm=batch",
-                "--batch_size=8", "--steps=2", "--top=3")
+                "--batch_size=8", "--rounds=2", "--steps=2", "--top=3")
   rows = [l.split("|")[1:-1] for l in stdout.splitlines() if l.startswith("| ")][1:]
   assert [r[0].strip() for r in rows] == ["normzoo", "flax.linen", "no norm"]
   for r in rows:
