@@ -6,9 +6,10 @@
 Builds the step of ``benchmarks.train_step`` three times (normzoo norm,
 flax.linen norm, no norm), traces ``--steps`` steps of each with
 ``jax.profiler`` in ``--rounds`` shuffled rounds and sums the duration of
-every compiled op (the thunks XLA:CPU runs) per step; medians over rounds. Ops whose computation holds a convolution or a
-matrix product are counted as "conv/dot"; everything else (normalizers,
-activations, pooling, optimizer update) as "other". Op time summed over
+every compiled op (the thunks XLA:CPU runs) per step; medians over rounds.
+Ops whose computation holds a convolution or a matrix product are counted
+as "conv/dot"; everything else (normalizers, activations, pooling,
+optimizer update) as "other". Op time summed over
 threads can exceed the wall time: independent ops run concurrently.
 
 This explains a training-step ratio: when "conv/dot" dominates, no
@@ -30,7 +31,6 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
@@ -110,12 +110,10 @@ def _trace(runner, steps: int, kinds: dict[str, str]) -> dict:
 
 def main(argv):
   del argv
+  train_step.check_names([_MODEL.value], [_NORM.value], "model", "norm")
   setup_host()
   flags_ = flags.FLAGS
-  rng = np.random.default_rng(0)
-  shape = (flags_.batch_size,) + train_step.INPUT_SHAPES[_MODEL.value]
-  images = jnp.asarray(rng.standard_normal(shape), jnp.float32)
-  labels = jnp.asarray(rng.integers(0, 10, flags_.batch_size), jnp.int32)
+  images, labels = train_step.synthetic_batch(_MODEL.value, flags_.batch_size)
   ours, theirs = train_step.norm_pair(_NORM.value)
   runners, kinds = {}, {}
   for label, norm in (("normzoo", ours), ("flax.linen", theirs), ("no norm", normzoo.Identity)):

@@ -57,7 +57,7 @@ def norm_pair(name: str):
     return normzoo.get_norm("instance"), nn.InstanceNorm
   if name == "layer":  # channels-only layer norm: the one flax.linen also has
     return normzoo.get_norm("layer", reduction_axes=-1), nn.LayerNorm
-  raise ValueError(f"unknown benchmark norm {name!r}")
+  raise ValueError(f"unknown benchmark norm {name!r}; valid: batch, group, instance, layer")
 
 
 def make_step(model: nn.Module, tx: optax.GradientTransformation):
@@ -97,10 +97,30 @@ class _Runner:
     return time.perf_counter() - start
 
 
-def run_case(model_name: str, norm_name: str, batch_size: int, rounds: int, steps: int) -> dict:
+def check_names(models: list[str], norms: list[str], model_flag: str = "models",
+                norm_flag: str = "norms") -> None:
+  """Raises a UsageError naming the flag for an unknown model or normalizer name."""
+  unknown = [m for m in models if m not in INPUT_SHAPES]
+  if unknown:
+    raise app.UsageError(
+        f"--{model_flag}: unknown model(s) {unknown}; known: {sorted(INPUT_SHAPES)}")
+  for name in norms:
+    try:
+      norm_pair(name)
+    except ValueError as e:
+      raise app.UsageError(f"--{norm_flag}: {e}") from None
+
+
+def synthetic_batch(model_name: str, batch_size: int) -> tuple[jax.Array, jax.Array]:
+  """(images, labels): standard-normal images of the model's input shape, labels in [0, 10)."""
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.standard_normal((batch_size,) + INPUT_SHAPES[model_name]), jnp.float32)
   labels = jnp.asarray(rng.integers(0, 10, batch_size), jnp.int32)
+  return images, labels
+
+
+def run_case(model_name: str, norm_name: str, batch_size: int, rounds: int, steps: int) -> dict:
+  images, labels = synthetic_batch(model_name, batch_size)
   ours, theirs = norm_pair(norm_name)
   runners = {"normzoo": _Runner(model_name, ours, images, labels),
              "flax": _Runner(model_name, theirs, images, labels),
@@ -123,6 +143,7 @@ def run_case(model_name: str, norm_name: str, batch_size: int, rounds: int, step
 
 def main(argv):
   del argv
+  check_names(FLAGS.models, FLAGS.norms)
   setup_host()
   rows, skipped = [], []
   print("| model | norm | normzoo img/s | flax.linen img/s | no norm img/s | normzoo / flax | "

@@ -63,3 +63,16 @@ def test_profile_step_classifies_ops_by_what_they_compute():
   x, w = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
   kinds = profile_step._op_kinds(jax.jit(f).lower(x, w).compile().as_text())  # pylint: disable=protected-access
   assert "conv/dot" in kinds.values() and "other" in kinds.values()
+
+
+def test_step_benchmarks_name_the_flag_of_an_unknown_model_or_norm():
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  for module, args, flag in [
+      ("benchmarks.train_step", ["--models=mnist_cnn,resnet99", "--rounds=1"], "--models"),
+      ("benchmarks.train_step", ["--models=mnist_cnn_small", "--norms=batch,bacth"], "--norms"),
+      ("benchmarks.profile_step", ["--model=resnet99"], "--model"),
+      ("benchmarks.profile_step", ["--norm=frn"], "--norm")]:
+    out = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0, (module, args)
+    assert flag + ":" in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]

@@ -115,7 +115,7 @@ def _rms_forward(x, scale, mask, spec: _RMSSpec):
   a = inv if scale is None else inv * scale.astype(inv.dtype)
   if x.dtype != xf.dtype:
     # A second convert (CSE would merge a plain one): with one convert shared
-    # by the sum and the output, XLA:CPU materialises a float32 copy of x
+    # by the sum and the output, XLA:CPU materializes a float32 copy of x
     # (bf16 forward 2.6x flax.linen's time); the barrier is gone after CSE.
     xf = lax.optimization_barrier(x).astype(xf.dtype)
   y = ((xf * s) * a).astype(spec.out_dtype)
