@@ -140,7 +140,8 @@ def main(argv):
                          for k in ("conv_ms", "other_ms", "traced_wall_ms"))
     print(f"| {label} | {conv:.1f} | {other:.1f} | {conv + other:.1f} | {wall:.1f} |")
   for label, runs in samples.items():
-    ops = {op: statistics.median(r["ops"].get(op, 0.0) for r in runs) for op in runs[0]["ops"]}
+    names = set().union(*(r["ops"] for r in runs))  # an op may be missing from one trace
+    ops = {op: statistics.median(r["ops"].get(op, 0.0) for r in runs) for op in names}
     if _TOP.value:
       print(f"\n{label}: longest ops (ms per step)")
     for op, ms in sorted(ops.items(), key=lambda kv: -kv[1])[:_TOP.value]:
