@@ -157,39 +157,33 @@ def _reduced_param(p: Array | None, axes: tuple[int, ...], dtype) -> Array | Non
   return None if p is None else jnp.squeeze(p, axes).astype(dtype)
 
 
-# Where the one-pass form was measured faster (XLA:CPU, 2 cores): the
+# Where the one-pass forward was measured faster (XLA:CPU, 2 cores): the
 # memory each group of statistics spans (from the first reduced axis on: an
 # example's slice for instance norm, a row for layer norm over features)
-# fits a core's L2 cache, and there are enough statistics for YNNPACK to
-# take their arithmetic into the fusion and to split it over the cores.
-# Instance norm forward, time relative to the checked form: 0.66-0.92x at
-# 128x32x32x64, 64x32x64x64, 256x8x8x512 and 128x28x28x32; 1.4-1.9x at
-# 32x64x64x64 and 16x128x128x64 (1-4 MiB slices), 8x64x64x32 (256
-# statistics) and 128x14x14x64 (6 MiB). An undifferentiated forward also
-# needs a large array to amortize the fusion's fixed cost, unless the input
-# is narrower than float32 (bf16, fp16): the checked form's two reductions
-# share one up-cast, and XLA materializes that float32 copy (layer norm over
-# 768 bf16 features: 0.84x flax.linen against 1.53x at 16x512x768, 0.85x
-# against 1.08x at 64x128x256). Under differentiation there is no size
-# floor: the whole forward and backward become one fusion (instance norm
-# fwd+bwd against the checked form, in one process: 0.73x at 128x32x32x64,
-# 0.54x at 128x14x14x64, 0.57x bf16), while with fewer statistics it loses
-# (1.25-1.5x at 8x64x64x32, 32x32x32x64 and for layer norm over (H, W, C)).
+# fits a core's L2 cache, there are enough statistics for YNNPACK to take
+# their arithmetic into the fusion, and the array is large enough to
+# amortize the fusion's fixed cost. Instance norm forward, time relative to
+# the checked form: 0.66-0.92x at 128x32x32x64, 64x32x64x64, 256x8x8x512 and
+# 128x28x28x32; 1.4-1.9x at 32x64x64x64 and 16x128x128x64 (1-4 MiB slices),
+# 8x64x64x32 (256 statistics) and 128x14x14x64 (6 MiB). Narrower inputs
+# (bf16, fp16) take it at any size: the checked form's two reductions share
+# one up-cast, and XLA materializes that float32 copy (layer norm over 768
+# bf16 features: 0.84x flax.linen against 1.53x at 16x512x768, 0.85x
+# against 1.08x at 64x128x256).
 _ONE_PASS_MAX_SLICE_BYTES = 512 * 1024
 _ONE_PASS_MIN_STATISTICS = 4096
 _ONE_PASS_MIN_BYTES = 16 * 1024 * 1024
 
 
-def _fuses_in_one_pass(x, mask, spec: StatSpec, primal_only: bool = True) -> bool:
-  """Whether to compute the statistics as one fused pass over each example.
+def _fuses_in_one_pass(x, mask, spec: StatSpec) -> bool:
+  """Whether to compute an undifferentiated forward as one fused pass over ``x``.
 
   Per-example statistics (instance norm, layer norm): the mean, the centred
-  sum of squares and the output (and, under differentiation, the whole
-  closed-form backward) become a single YNNPACK fusion that reads each
-  statistic's data from memory once, exact for any mean and without the
-  checked pass's conditional (instance norm forward at 128x32x32x64: 0.63x
-  flax.linen's time against 0.75x; fwd+bwd 0.67x against 0.91x).
-  ``primal_only``: nothing differentiates the call (see the thresholds above).
+  sum of squares and the output can become a single YNNPACK fusion that
+  reads each statistic's data from memory once, exact for any mean and
+  without the checked pass's conditional (instance norm forward at
+  128x32x32x64: 0.63x flax.linen's time against 0.75x). Only without
+  residuals: when the backward also needs ``x - mean``, that fusion breaks.
   """
   if not (jax.default_backend() == "cpu" and spec.use_fast_variance and mask is None
           and spec.axis_name is None and spec.channel_groups is None and 0 not in spec.axes):
@@ -197,15 +191,14 @@ def _fuses_in_one_pass(x, mask, spec: StatSpec, primal_only: bool = True) -> boo
   itemsize = 4
   statistics = math.prod(d for a, d in enumerate(x.shape) if a not in spec.axes)
   narrow = jnp.dtype(x.dtype).itemsize < itemsize
-  large = x.size * itemsize >= _ONE_PASS_MIN_BYTES
   return (math.prod(x.shape[min(spec.axes):]) * itemsize <= _ONE_PASS_MAX_SLICE_BYTES
           and statistics >= _ONE_PASS_MIN_STATISTICS
-          and (narrow or large or not primal_only))
+          and (narrow or x.size * itemsize >= _ONE_PASS_MIN_BYTES))
 
 
 def _forward(x, scale, bias, mask, spec: StatSpec, primal_only: bool = False):
   axes = spec.axes
-  one_pass = _fuses_in_one_pass(x, mask, spec, primal_only)
+  one_pass = primal_only and _fuses_in_one_pass(x, mask, spec)
   mean, var, count = stats.reduced_moments_across(
       x, axes, axis_name=spec.axis_name, axis_index_groups=spec.axis_index_groups,
       mask=mask, use_fast_variance=spec.use_fast_variance, channel_groups=spec.channel_groups,

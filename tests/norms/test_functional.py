@@ -206,25 +206,6 @@ def test_layer_group_instance_gradients():
   _grad_case(lambda x, s, b: F.group_norm(x, s, b, num_groups=2), naive_gn, x, scale, bias, w)
 
 
-@pytest.mark.parametrize("norm", sorted(_ONE_PASS_CASES))
-@pytest.mark.parametrize("loc", [0.0, 10.0])
-def test_gradients_through_the_one_pass_form(norm, loc, monkeypatch):
-  """Differentiated per-example norms may take the fused one-pass statistics too."""
-  fn_norm, axes, p_axes = _ONE_PASS_CASES[norm]
-  monkeypatch.setattr(normalize, "_ONE_PASS_MIN_STATISTICS", 1)
-  rng = np.random.default_rng(11)  # its own draw: the module's RNG feeds later tests
-  x, w = (loc + 2.0 * rng.standard_normal((2, 3, 4, 5, 6))).astype(np.float32)
-  spec = normalize.StatSpec(axes, 1e-6, None, None, True, jnp.float32)
-  # Under differentiation there is no size floor; undifferentiated, this small input keeps
-  # the checked form.
-  assert normalize._fuses_in_one_pass(jnp.asarray(x), None, spec, primal_only=False) == (
-      jax.default_backend() == "cpu")
-  assert not normalize._fuses_in_one_pass(jnp.asarray(x), None, spec)
-  scale, bias = (1.0 + 0.5 * rng.standard_normal((2, 6))).astype(np.float32)
-  naive = lambda x, s, b: oracle.naive_normalize(x, axes, s, b, 1e-6)
-  _grad_case(lambda x, s, b: fn_norm(x, s, b), naive, x, scale, bias, w)
-
-
 def test_masked_batch_norm_forward_and_gradients():
   x, w = _data((8, 5)), _data((8, 5))
   x[6:] = 1e6  # padding far from the data must not leak into the statistics
