@@ -7,10 +7,17 @@
 Every implementation runs on the same array in the same process; repetitions
 are interleaved (in a shuffled order each round) so that load on the machine hits all
 of them alike, and the median is reported. The timed function is jitted
-``y = norm(x)`` (forward) or ``grad(sum(norm(x) ** 2))`` (forward+backward),
-in training mode (batch statistics) or, for batch norm, evaluation mode.
-Effective bandwidth counts the minimum traffic: reading x and writing y (or
-dx), i.e. ``2 * x.nbytes / time``.
+``y = norm(x)`` (``fwd``), ``grad(sum(norm(x) ** 2))`` (``fwd+bwd``, the
+issue's reference) or ``(y, vjp(ct))`` with a fixed random cotangent ``ct``
+(``vjp``), in training mode (batch statistics) or, for batch norm,
+evaluation mode. ``vjp`` is what a layer inside a network does: its output
+is read by the next layer and its cotangent comes from memory. In
+``fwd+bwd`` the cotangent ``2 y`` can be recomputed from ``x``, so XLA may
+fuse forward and backward into fewer passes than a network allows, and a
+gain there need not carry over to a training step. Effective bandwidth
+counts the minimum traffic: reading x and writing y or dx (``2 *
+x.nbytes / time``), and for ``vjp`` also reading ct and writing both
+(``4 * x.nbytes / time``).
 """
 
 from __future__ import annotations
@@ -39,7 +46,10 @@ flags.DEFINE_list("norms", ["batch", "layer", "group", "instance", "rms"],
 flags.DEFINE_list("shapes", ["128x32x32x64", "32x56x56x256", "256x8x8x512", "16x512x768"],
                   "NHWC (or N,L,C for layer/rms) shapes, 'x'-separated.")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Input dtypes.")
-flags.DEFINE_list("modes", ["fwd", "fwd+bwd"], "What to time.")
+MODES = ("fwd", "fwd+bwd", "vjp")
+flags.DEFINE_list("modes", list(MODES),
+                  "What to time: fwd, fwd+bwd (grad of sum(y^2)), vjp (y and dx for a given "
+                  "cotangent).")
 flags.DEFINE_integer("repeats", 15, "Timed repetitions per implementation (median reported).")
 flags.DEFINE_bool("quick", False, "Only 128x32x32x64 float32 fwd+bwd.")
 flags.DEFINE_bool("torch", True, "Include PyTorch CPU when it is installed.")
@@ -97,8 +107,19 @@ def _jax_fn(module_cls, kwargs, x, mode: str, train: bool) -> Callable:
 
   if mode == "fwd":
     fn = jax.jit(forward)
-  else:
+  elif mode == "vjp":
+    out = jax.eval_shape(forward, x, variables)
+    ct = jax.random.normal(jax.random.PRNGKey(1), out.shape, out.dtype)
+
+    @jax.jit
+    def with_cotangent(x, variables, ct):
+      y, pull = jax.vjp(lambda x: forward(x, variables), x)
+      return y, pull(ct)[0]
+    return lambda x: with_cotangent(x, variables, ct)
+  elif mode == "fwd+bwd":
     fn = jax.jit(jax.grad(lambda x, v: jnp.sum(jnp.square(forward(x, v).astype(jnp.float32)))))
+  else:
+    raise ValueError(f"mode must be fwd, fwd+bwd or vjp; got {mode!r}")
   return lambda x: fn(x, variables)
 
 
@@ -134,6 +155,15 @@ def _torch_fn(name: str, x: np.ndarray, mode: str, train: bool):
         return layer(xt)
     return run
   xt.requires_grad_(True)
+  if mode == "vjp":
+    ct = torch.randn(xt.shape, generator=torch.Generator().manual_seed(1))
+
+    def run_vjp():
+      xt.grad = None
+      y = layer(xt)
+      y.backward(ct)
+      return y, xt.grad
+    return run_vjp
 
   def run_bwd():
     xt.grad = None
@@ -143,8 +173,9 @@ def _torch_fn(name: str, x: np.ndarray, mode: str, train: bool):
 
 
 def _block(out):
-  if hasattr(out, "block_until_ready"):
-    out.block_until_ready()
+  for leaf in jax.tree.leaves(out):  # (y, dx) in vjp mode; torch tensors are leaves too
+    if hasattr(leaf, "block_until_ready"):
+      leaf.block_until_ready()
 
 
 def time_interleaved(fns: dict[str, Callable], repeats: int, warmup: int = 10
@@ -193,7 +224,7 @@ def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bo
     if t is not None:
       fns["torch"] = t
   times = time_interleaved(fns, repeats)
-  nbytes = 2 * x.size * x.dtype.itemsize
+  nbytes = (4 if mode == "vjp" else 2) * x.size * x.dtype.itemsize
   label = f"{name} (vs flax BatchNorm)" if name in VARIANTS else name
   row = dict(norm=label, shape="x".join(map(str, shape)), dtype=dtype, mode=mode,
              train=train, **{f"{k}_ms": v * 1e3 for k, v in times.items()},
@@ -223,6 +254,10 @@ def main(argv):
   setup_host()
   shapes = [tuple(int(s) for s in shape.split("x")) for shape in FLAGS.shapes]
   dtypes, modes = FLAGS.dtypes, FLAGS.modes
+  unknown = [m for m in modes if m not in MODES]
+  if unknown:
+    raise app.UsageError(f"--modes: unknown {', '.join(map(repr, unknown))}; "
+                         f"valid: {', '.join(MODES)}")
   if FLAGS.quick:
     shapes, dtypes, modes = [(128, 32, 32, 64)], ["float32"], ["fwd+bwd"]
   rows = []

@@ -19,10 +19,12 @@ def _run(module, *args):
 def test_norms_benchmark(tmp_path):
   path = tmp_path / "norms.json"
   stdout = _run("benchmarks.norms", "--norms=batch,rms,frn", "--shapes=8x4x4x32",
-                "--dtypes=float32", "--modes=fwd+bwd", "--repeats=1", f"--json={path}")
+                "--dtypes=float32", "--modes=fwd+bwd,vjp", "--repeats=1", f"--json={path}")
   rows = json.loads(path.read_text())["rows"]
-  assert {(r["norm"], r["train"]) for r in rows} == {
-      ("batch", True), ("batch", False), ("rms", True), ("frn (vs flax BatchNorm)", True)}
+  assert {(r["norm"], r["train"], r["mode"]) for r in rows} == {
+      (norm, train, mode) for mode in ("fwd+bwd", "vjp")
+      for norm, train in (("batch", True), ("batch", False), ("rms", True),
+                          ("frn (vs flax BatchNorm)", True))}
   assert all(r["normzoo_ms"] > 0 and r["flax_ms"] > 0 for r in rows)
   assert "normzoo/flax" in stdout
 
@@ -65,13 +67,14 @@ def test_profile_step_classifies_ops_by_what_they_compute():
   assert "conv/dot" in kinds.values() and "other" in kinds.values()
 
 
-def test_step_benchmarks_name_the_flag_of_an_unknown_model_or_norm():
+def test_benchmarks_name_the_flag_of_an_unknown_model_norm_or_mode():
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   for module, args, flag in [
       ("benchmarks.train_step", ["--models=mnist_cnn,resnet99", "--rounds=1"], "--models"),
       ("benchmarks.train_step", ["--models=mnist_cnn_small", "--norms=batch,bacth"], "--norms"),
       ("benchmarks.profile_step", ["--model=resnet99"], "--model"),
-      ("benchmarks.profile_step", ["--norm=frn"], "--norm")]:
+      ("benchmarks.profile_step", ["--norm=frn"], "--norm"),
+      ("benchmarks.norms", ["--modes=fwd,bwd"], "--modes")]:
     out = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode != 0, (module, args)
