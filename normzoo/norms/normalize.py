@@ -247,10 +247,14 @@ def _backward(spec: StatSpec, residuals, cotangents):
   dtype = mean.dtype
   reduced = mean.shape
   ct_mean, ct_var = ct_mean.reshape(reduced), ct_var.reshape(reduced)
-  # The barrier keeps XLA's CSE from merging this pass's (x - mean) with the
-  # forward's into one shared array, which would be written out in full
-  # instead of being fused into each reduction (it moves no data).
-  x, mean = lax.optimization_barrier((x, mean))
+  # The barrier keeps XLA's CSE from merging this pass's (x - mean), and the
+  # broadcasts of inv and scale, with the forward's into shared arrays,
+  # which would be written out in full instead of being fused into each
+  # pass (it moves no data). Without inv and scale in it, layer norm over
+  # 768 features and instance norm wrote full-size broadcasts out for the
+  # backward's fusion when the output and a cotangent from memory were
+  # both live (benchmarks.norms --modes=vjp).
+  x, mean, inv, scale = lax.optimization_barrier((x, mean, inv, scale))
   full = lambda v: stats.expand(v, x.shape, axes)
   xf = x.astype(dtype)
   gyf = gy.astype(dtype)
