@@ -119,7 +119,7 @@ def _jax_fn(module_cls, kwargs, x, mode: str, train: bool) -> Callable:
   elif mode == "fwd+bwd":
     fn = jax.jit(jax.grad(lambda x, v: jnp.sum(jnp.square(forward(x, v).astype(jnp.float32)))))
   else:
-    raise ValueError(f"mode must be fwd, fwd+bwd or vjp; got {mode!r}")
+    raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
   return lambda x: fn(x, variables)
 
 
