@@ -7,7 +7,8 @@ from normzoo.norms import (CONVS, BatchRenorm, EvoNormB0, EvoNormS0, FilterRespo
                            FrozenBatchNorm, GhostBatchNorm, RMSNorm, SwitchableNorm,
                            WeightStandardizedConv, available_convs, batch_renorm, evonorm_b0,
                            evonorm_s0, filter_response_norm, fold_batch_norm, get_conv,
-                           ghost_batch_norm, precise_batch_stats, renorm_limits, rms_norm,
+                           ghost_batch_norm, pallas_layer_norm, pallas_rms_norm,
+                           precise_batch_stats, renorm_limits, rms_norm,
                            standardize_kernel, switchable_norm, weight_standardized_conv)
 
 __version__ = "0.1.0"
@@ -21,4 +22,6 @@ __all__ = [
     "batch_renorm", "evonorm_b0", "evonorm_s0", "filter_response_norm", "fold_batch_norm",
     "get_conv", "ghost_batch_norm", "precise_batch_stats", "renorm_limits", "rms_norm",
     "standardize_kernel", "switchable_norm", "weight_standardized_conv",
+    # Pallas (Triton, GPU) kernels for the last axis
+    "pallas_layer_norm", "pallas_rms_norm",
 ]

@@ -9,6 +9,7 @@ from normzoo.norms.conv import (CONVS, WeightStandardizedConv, available_convs, 
                                 standardize_kernel, weight_standardized_conv)
 from normzoo.norms.folding import fold_batch_norm
 from normzoo.norms.precise import precise_batch_stats
+from normzoo.norms.pallas_rows import pallas_layer_norm, pallas_rms_norm
 from normzoo.norms.variants import (BatchRenorm, EvoNormB0, EvoNormS0, FilterResponseNorm,
                                     FrozenBatchNorm, GhostBatchNorm, RMSNorm, SwitchableNorm,
                                     batch_renorm, evonorm_b0, evonorm_s0, filter_response_norm,
@@ -22,6 +23,6 @@ __all__ = [
     "BatchRenorm", "CONVS", "EvoNormB0", "EvoNormS0", "FilterResponseNorm", "FrozenBatchNorm",
     "GhostBatchNorm", "RMSNorm", "SwitchableNorm", "WeightStandardizedConv", "available_convs",
     "batch_renorm", "evonorm_b0", "evonorm_s0", "filter_response_norm", "fold_batch_norm",
-    "get_conv", "ghost_batch_norm", "precise_batch_stats", "renorm_limits", "rms_norm",
+    "get_conv", "ghost_batch_norm", "pallas_layer_norm", "pallas_rms_norm", "precise_batch_stats", "renorm_limits", "rms_norm",
     "standardize_kernel", "switchable_norm", "weight_standardized_conv",
 ]

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax.linen import initializers
 
-from normzoo.norms import _checks, functional
+from normzoo.norms import _checks, functional, pallas_rows
 from normzoo.norms.precise import record_batch_moments
 
 Array = jax.Array
@@ -151,11 +151,18 @@ class LayerNorm(nn.Module):
   axis_index_groups: Any = None
   use_fast_variance: bool = True
   force_float32_reductions: bool = True
+  # Ours: "pallas" runs normzoo.pallas_layer_norm, one Triton kernel each way
+  # (GPU; last axis only, no axis_name or mask).
+  implementation: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
     feature_axes = _checks.canonical_axes(self.feature_axes, x.ndim, "feature_axes", x.shape)
     scale, bias = _feature_params(self, tuple(x.shape[a] for a in feature_axes))
+    if pallas_rows.check_implementation(self.implementation, x, self.reduction_axes,
+                                        self.feature_axes, self.axis_name, mask, "LayerNorm"):
+      return pallas_rows.pallas_layer_norm(x, scale, bias, epsilon=self.epsilon,
+                                           dtype=self.dtype)
     return functional.layer_norm(
         x, scale, bias, reduction_axes=self.reduction_axes, feature_axes=self.feature_axes,
         epsilon=self.epsilon, axis_name=_axis_name_unless_init(self),

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from flax.linen import initializers
 from jax import lax
 
-from normzoo.norms import _checks
+from normzoo.norms import _checks, pallas_rows
 from normzoo.norms.modules import _axis_name_unless_init
 from normzoo.norms.normalize import (cast_params_to_varying, hashable_groups, output_dtype,
                                      param_axes)
@@ -196,12 +196,18 @@ class RMSNorm(nn.Module):
   axis_index_groups: Any = None
   use_fast_variance: bool = True
   force_float32_reductions: bool = True
+  # Ours: "pallas" runs normzoo.pallas_rms_norm, one Triton kernel each way
+  # (GPU; last axis only, no axis_name or mask).
+  implementation: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
     features = _checks.canonical_axes(self.feature_axes, x.ndim, "feature_axes", x.shape)
     scale = (self.param("scale", self.scale_init, tuple(x.shape[a] for a in features),
                         self.param_dtype) if self.use_scale else None)
+    if pallas_rows.check_implementation(self.implementation, x, self.reduction_axes,
+                                        self.feature_axes, self.axis_name, mask, "RMSNorm"):
+      return pallas_rows.pallas_rms_norm(x, scale, epsilon=self.epsilon, dtype=self.dtype)
     return rms_norm(x, scale, reduction_axes=self.reduction_axes,
                     feature_axes=self.feature_axes, epsilon=self.epsilon,
                     axis_name=_axis_name_unless_init(self),
