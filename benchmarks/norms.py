@@ -26,6 +26,7 @@ from __future__ import annotations
 from benchmarks.machine import setup_host, write_results  # isort: skip
 
 import dataclasses
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -40,7 +41,8 @@ import normzoo
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("norms", ["batch", "layer", "group", "instance", "rms"],
-                  "Normalizers: batch, layer, group, instance, rms, or a research variant "
+                  "Normalizers: batch, layer, group, instance, rms, layer_pallas and rms_pallas "
+                  "(implementation='pallas': GPU only, (N, L, C) shapes), or a research variant "
                   "(batch_renorm, ghost_batch, frn, evonorm_b0, evonorm_s0, switchable; timed "
                   "against flax.linen.BatchNorm, the layer they replace).")
 flags.DEFINE_list("shapes", ["128x32x32x64", "32x56x56x256", "256x8x8x512", "16x512x768"],
@@ -54,6 +56,18 @@ flags.DEFINE_integer("repeats", 15, "Timed repetitions per implementation (media
 flags.DEFINE_bool("quick", False, "Only 128x32x32x64 float32 fwd+bwd.")
 flags.DEFINE_bool("torch", True, "Include PyTorch CPU when it is installed.")
 flags.DEFINE_string("json", "benchmarks/out/norms.json", "Where to write the results ('' = don't).")
+flags.DEFINE_integer("calls_per_sample", 0,
+                     "Calls timed together per sample, blocking on the last only (0: 1 on CPU, 20 "
+                     "on GPU, where one call of a large normalizer takes tens of microseconds and "
+                     "Python's dispatch would otherwise be timed with it).")
+flags.DEFINE_float("peak_gbps", 0.0,
+                   "Peak memory bandwidth of the device in GB/s for the '% of peak' column (0: "
+                   "look the device kind up in PEAK_GBPS; unknown kinds get no column).")
+
+# Vendor-specified peak memory bandwidth (GB/s) by jax device_kind.
+PEAK_GBPS = {"NVIDIA H200": 4800.0, "NVIDIA H100 80GB HBM3": 3350.0, "NVIDIA H100 PCIe": 2000.0,
+             "NVIDIA A100-SXM4-80GB": 2039.0, "NVIDIA A100-SXM4-40GB": 1555.0,
+             "NVIDIA A100 80GB PCIe": 1935.0, "NVIDIA L4": 300.0, "Tesla V100-SXM2-16GB": 900.0}
 
 # normzoo module, flax.linen module, torch constructor (channels C) or None.
 _TORCH_NCHW = {
@@ -76,11 +90,17 @@ def _modules(name: str, x_ndim: int):
     return normzoo.InstanceNorm, nn.InstanceNorm, {}
   if name == "rms":
     return normzoo.RMSNorm, nn.RMSNorm, {}
+  if name in PALLAS:
+    ours, theirs, kwargs = _modules(PALLAS[name], x_ndim)
+    return functools.partial(ours, implementation="pallas"), theirs, kwargs
   if name in VARIANTS:
     # flax.linen has no counterpart: timed against the layer they replace.
     return normzoo.get_norm(name, **VARIANTS[name]), nn.BatchNorm, {}
   raise ValueError(f"unknown benchmark norm {name!r}")
 
+
+# The Pallas kernels (last axis only, GPU) and the norm each stands in for.
+PALLAS = {"layer_pallas": "layer", "rms_pallas": "rms"}
 
 # Research variants (4-d inputs only), with the arguments the sweeps use.
 VARIANTS = {"batch_renorm": {"momentum": 0.9}, "ghost_batch": {"momentum": 0.9},
@@ -144,9 +164,11 @@ def _torch_fn(name: str, x: np.ndarray, mode: str, train: bool):
     layer = torch.nn.RMSNorm(c)
   else:
     return None
-  layer.train(train)
+  # Same device as JAX's: CUDA when JAX runs on a GPU and this PyTorch has it.
+  device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+  layer.train(train).to(device)
   channels_first = name in ("batch", "instance", "group")
-  xt = torch.from_numpy(np.moveaxis(x, -1, 1).copy() if channels_first else x.copy())
+  xt = torch.from_numpy(np.moveaxis(x, -1, 1).copy() if channels_first else x.copy()).to(device)
   if x.dtype != np.float32:
     return None  # PyTorch CPU bf16 normalization is not a fair comparison point
   if mode == "fwd":
@@ -156,7 +178,7 @@ def _torch_fn(name: str, x: np.ndarray, mode: str, train: bool):
     return run
   xt.requires_grad_(True)
   if mode == "vjp":
-    ct = torch.randn(xt.shape, generator=torch.Generator().manual_seed(1))
+    ct = torch.randn(xt.shape, generator=torch.Generator().manual_seed(1)).to(device)
 
     def run_vjp():
       xt.grad = None
@@ -176,11 +198,17 @@ def _block(out):
   for leaf in jax.tree.leaves(out):  # (y, dx) in vjp mode; torch tensors are leaves too
     if hasattr(leaf, "block_until_ready"):
       leaf.block_until_ready()
+    elif getattr(leaf, "is_cuda", False):
+      import torch
+      torch.cuda.synchronize()
 
 
-def time_interleaved(fns: dict[str, Callable], repeats: int, warmup: int = 10
-                     ) -> dict[str, float]:
+def time_interleaved(fns: dict[str, Callable], repeats: int, warmup: int = 10,
+                     calls: int = 1) -> dict[str, float]:
   """Median seconds per call for each function, repetitions interleaved.
+
+  Each sample times ``calls`` calls in a row and blocks on the last one
+  only, so that on an accelerator the calls queue up behind each other.
 
   The warm-up rounds also let the host heap grow to its steady size: with
   the allocator tuned, the first ~20 calls of a large case still
@@ -197,13 +225,16 @@ def time_interleaved(fns: dict[str, Callable], repeats: int, warmup: int = 10
     for k in order:
       fn = fns[k]
       start = time.perf_counter()
+      for _ in range(calls - 1):
+        fn()
       _block(fn())
-      samples[k].append(time.perf_counter() - start)
+      samples[k].append((time.perf_counter() - start) / calls)
   return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bool,
-             repeats: int, use_torch: bool) -> dict | None:
+             repeats: int, use_torch: bool, calls: int = 1, peak_gbps: float = 0.0
+             ) -> dict | None:
   ours_cls, flax_cls, kwargs = _modules(name, len(shape))
   if ours_cls is None:
     return None
@@ -211,6 +242,8 @@ def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bo
     return None
   if name == "group" and shape[-1] % 32:
     return None
+  if name in PALLAS and len(shape) == 4:
+    return None  # layer norm over (H, W, C) there: not the kernel's last-axis layout
   rng = np.random.default_rng(0)
   x_np = rng.standard_normal(shape).astype(np.float32)
   x = jnp.asarray(x_np, dtype)
@@ -220,10 +253,10 @@ def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bo
   fns["normzoo"] = lambda: f_ours(x)
   fns["flax"] = lambda: f_flax(x)
   if use_torch and dtype == "float32" and name not in VARIANTS:
-    t = _torch_fn(name, x_np, mode, train)
+    t = _torch_fn(PALLAS.get(name, name), x_np, mode, train)
     if t is not None:
       fns["torch"] = t
-  times = time_interleaved(fns, repeats)
+  times = time_interleaved(fns, repeats, calls=calls)
   nbytes = (4 if mode == "vjp" else 2) * x.size * x.dtype.itemsize
   label = f"{name} (vs flax BatchNorm)" if name in VARIANTS else name
   row = dict(norm=label, shape="x".join(map(str, shape)), dtype=dtype, mode=mode,
@@ -232,20 +265,25 @@ def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bo
              vs_flax=times["normzoo"] / times["flax"])
   if "torch" in times:
     row["vs_torch"] = times["normzoo"] / times["torch"]
+  if peak_gbps:
+    row["pct_peak"] = 100 * row["normzoo_gbps"] / peak_gbps
   return row
 
 
 def _format(rows: list[dict]) -> str:
+  peak = any("pct_peak" in r for r in rows)
+  # Below a millisecond (an accelerator), milliseconds with three decimals.
+  ms = ".3f" if rows and min(r["normzoo_ms"] for r in rows) < 1 else ".1f"
   lines = ["| norm | shape | dtype | mode | train | normzoo ms | flax ms | torch ms | "
-           "normzoo/flax | normzoo/torch | normzoo GB/s |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "normzoo/flax | normzoo/torch | normzoo GB/s |" + (" % of peak |" if peak else ""),
+           "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if peak else "")]
   for r in rows:
-    torch_ms = f"{r['torch_ms']:.1f}" if "torch_ms" in r else "-"
+    torch_ms = f"{r['torch_ms']:{ms}}" if "torch_ms" in r else "-"
     vs_torch = f"{r['vs_torch']:.2f}" if "vs_torch" in r else "-"
     lines.append(f"| {r['norm']} | {r['shape']} | {r['dtype']} | {r['mode']} | "
-                 f"{'train' if r['train'] else 'eval'} | {r['normzoo_ms']:.1f} | "
-                 f"{r['flax_ms']:.1f} | {torch_ms} | {r['vs_flax']:.2f} | {vs_torch} | "
-                 f"{r['normzoo_gbps']:.1f} |")
+                 f"{'train' if r['train'] else 'eval'} | {r['normzoo_ms']:{ms}} | "
+                 f"{r['flax_ms']:{ms}} | {torch_ms} | {r['vs_flax']:.2f} | {vs_torch} | "
+                 f"{r['normzoo_gbps']:.1f} |" + (f" {r['pct_peak']:.0f} |" if peak else ""))
   return "\n".join(lines)
 
 
@@ -260,16 +298,25 @@ def main(argv):
                          f"valid: {', '.join(MODES)}")
   if FLAGS.quick:
     shapes, dtypes, modes = [(128, 32, 32, 64)], ["float32"], ["fwd+bwd"]
+  gpu = jax.default_backend() == "gpu"
+  calls = FLAGS.calls_per_sample or (20 if gpu else 1)
+  peak_gbps = FLAGS.peak_gbps or PEAK_GBPS.get(jax.devices()[0].device_kind, 0.0)
+  norms = FLAGS.norms
+  if not gpu and any(n in PALLAS for n in norms):
+    print(f"skipping {', '.join(n for n in norms if n in PALLAS)}: the Pallas kernels need a "
+          f"GPU (backend: {jax.default_backend()})")
+    norms = [n for n in norms if n not in PALLAS]
   rows = []
-  for name in FLAGS.norms:
+  for name in norms:
     for shape in shapes:
-      if name in ("layer", "rms") or len(shape) == 4:
+      if name in ("layer", "rms", *PALLAS) or len(shape) == 4:
         for dtype in dtypes:
           for mode in modes:
             for train in ([True, False] if name == "batch" else [True]):
               if name in VARIANTS and len(shape) != 4:
                 continue
-              row = run_case(name, shape, dtype, mode, train, FLAGS.repeats, FLAGS.torch)
+              row = run_case(name, shape, dtype, mode, train, FLAGS.repeats, FLAGS.torch,
+                             calls, peak_gbps)
               if row:
                 rows.append(row)
                 print(_format([row]).splitlines()[-1], flush=True)

@@ -8,12 +8,16 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _run(module, *args):
+def _python(*args):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+  out = subprocess.run([sys.executable, *args], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   return out.stdout
+
+
+def _run(module, *args):
+  return _python("-m", module, *args)
 
 
 def test_norms_benchmark(tmp_path):
@@ -79,3 +83,36 @@ def test_benchmarks_name_the_flag_of_an_unknown_model_norm_or_mode():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode != 0, (module, args)
     assert flag + ":" in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+
+
+def test_norms_benchmark_peak_column_and_pallas_skip_on_cpu(tmp_path):
+  path = tmp_path / "norms.json"
+  stdout = _run("benchmarks.norms", "--norms=layer,layer_pallas", "--shapes=4x8x16",
+                "--dtypes=float32", "--modes=fwd", "--repeats=1", "--calls_per_sample=2",
+                "--peak_gbps=100", "--notorch", f"--json={path}")
+  assert "skipping layer_pallas: the Pallas kernels need a GPU" in stdout
+  (row,) = json.loads(path.read_text())["rows"]
+  assert row["norm"] == "layer" and "% of peak" in stdout
+  assert abs(row["pct_peak"] - row["normzoo_gbps"]) < 1e-9  # 100 * GB/s / 100 GB/s
+
+
+_PALLAS_CASES = """
+import functools, json
+from benchmarks import norms
+from normzoo.norms import pallas_rows
+for name in ("pallas_layer_norm", "pallas_rms_norm"):
+  setattr(pallas_rows, name, functools.partial(getattr(pallas_rows, name), interpret=True))
+rows = [norms.run_case(n, (4, 8, 16), "float32", "vjp", True, 1, False, calls=2)
+        for n in ("layer_pallas", "rms_pallas")]
+rows.append(norms.run_case("layer_pallas", (2, 4, 4, 16), "float32", "fwd", True, 1, False))
+print(json.dumps(rows))
+"""
+
+
+def test_norms_benchmark_times_the_pallas_modules():
+  # What the benchmark runs on a GPU, here through the Pallas interpreter
+  # (in a subprocess: benchmarks.norms and train_step define the same flags).
+  *rows, conv_layout = json.loads(_python("-c", _PALLAS_CASES).splitlines()[-1])
+  assert [r["norm"] for r in rows] == ["layer_pallas", "rms_pallas"]
+  assert all(r["normzoo_ms"] > 0 and r["flax_ms"] > 0 for r in rows)
+  assert conv_layout is None  # layer norm over (H, W, C): not the kernel's layout
