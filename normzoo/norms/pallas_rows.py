@@ -55,9 +55,13 @@ MAX_FEATURES = 16384
 # keep the loads wide when C is small, few enough to stay in registers.
 _FORWARD_BLOCK_ELEMENTS = 4096
 _BACKWARD_BLOCK_ELEMENTS = 4096
-# Sub-blocks one backward instance walks through, accumulating its partial
-# parameter gradients: the partial sums then take 1/8 of x's size at most.
-_BACKWARD_SUB_BLOCKS = 8
+# Rows one backward instance walks through (in blocks), accumulating its
+# partial parameter gradients: the partial sums then take 1/32 of x's size
+# at most. Fewer when that would leave fewer instances than _MIN_INSTANCES
+# (about two per multiprocessor of a current GPU). Chosen without a GPU to
+# measure on: benchmarks/gpu_check.sh is where to tune them.
+_BACKWARD_SPAN_ROWS = 32
+_MIN_INSTANCES = 256
 
 
 class _Config(NamedTuple):
@@ -200,7 +204,8 @@ def _forward_call(x, scale, bias, config: _Config):
 def _backward_call(x, gy, mean, inv, scale, config: _Config):
   rows, features = math.prod(x.shape[:-1]), x.shape[-1]
   block_rows, padded = _layout(rows, features, _BACKWARD_BLOCK_ELEMENTS)
-  sub_blocks = max(1, min(_BACKWARD_SUB_BLOCKS, pl.cdiv(rows, block_rows)))
+  sub_blocks = max(1, min(_BACKWARD_SPAN_ROWS // block_rows,
+                          rows // (block_rows * _MIN_INSTANCES)))
   span = block_rows * sub_blocks
   blocks = pl.cdiv(rows, span)
   row_block = pl.BlockSpec((span, padded), lambda i: (i, 0))

@@ -110,6 +110,23 @@ def test_optional_parameters_and_bf16_match_the_xla_path(use_scale, use_bias):
                                  rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("shape", [(67, 768), (45, 256)])
+def test_backward_walking_several_blocks_per_instance(shape, monkeypatch):
+  # Small inputs get one block per backward instance; with the instance
+  # minimum lifted, each walks up to 32 rows and the last span is ragged.
+  monkeypatch.setattr(pallas_rows, "_MIN_INSTANCES", 1)
+  x, w = _data(shape, 0.5, 2.0), _data(shape)
+  scale, bias = _data(shape[-1:], 1.0, 0.3), _data(shape[-1:])
+  for ours, theirs, params in (
+      (layer, functools.partial(normzoo.layer_norm, epsilon=EPS), (scale, bias)),
+      (rms, functools.partial(normzoo.rms_norm, epsilon=EPS), (scale,))):
+    argnums = tuple(range(1 + len(params)))
+    got = jax.grad(lambda *a: jnp.sum(ours(*a) * w), argnums)(x, *params)
+    want = jax.grad(lambda *a: jnp.sum(theirs(*a) * w), argnums)(x, *params)
+    for a, b in zip(got, want):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_vmap_of_the_kernel_matches_a_loop():
   x = _data((3, 5, 40), 1.0)
   scale, bias = _data((40,), 1.0, 0.3), _data((40,))
