@@ -10,8 +10,9 @@
 # 2. forward and vjp timings with '% of peak' bandwidth: layer and RMS norm
 #    (XLA and Pallas) on (N, L, C) shapes, batch norm on NHWC, float32 and
 #    bf16, against flax.linen and PyTorch on CUDA in the same process.
-# It takes about 5 minutes on an H200. Knobs: PYTHON (default python3),
-# REPEATS (15), GPU_CHECK_PLATFORM (cuda; cpu only to try the script out).
+# Not yet run on a GPU: estimated 5-8 minutes on an H200, mostly compiling.
+# Knobs: PYTHON (default python3), REPEATS (15), GPU_CHECK_ROWS and
+# GPU_CHECK_NHWC (shapes), GPU_CHECK_PLATFORM (cuda; cpu to try the script out).
 set -u -o pipefail
 out=${OUT:-benchmarks/out/gpu}
 mkdir -p "$out"
@@ -25,7 +26,7 @@ status=0
 "$py" -c "import jax, jaxlib; print(jax.__version__, jaxlib.__version__, jax.devices())" \
   2>&1 | tee "$out/jax.txt" || exit 1
 
-"$py" -m pytest -q -p no:cacheprovider tests/norms/test_pallas_rows.py 2>&1 \
+"$py" -m pytest -q -p no:cacheprovider tests/norms/test_pallas_rows.py -k compiled 2>&1 \
   | tee "$out/pallas_tests.txt" || status=1
 
 rows=${GPU_CHECK_ROWS:-16x512x768,64x2048x1024,32x2048x4096,16384x8192}
