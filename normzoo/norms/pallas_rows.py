@@ -179,6 +179,7 @@ def _as_rows(a: Array) -> Array:
   return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
 def _forward_call(x, scale, bias, config: _Config):
   rows, features = math.prod(x.shape[:-1]), x.shape[-1]
   block_rows, padded = _layout(rows, features, _FORWARD_BLOCK_ELEMENTS)
@@ -201,6 +202,7 @@ def _forward_call(x, scale, bias, config: _Config):
   return y.reshape(x.shape), mean, inv
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(5,))
 def _backward_call(x, gy, mean, inv, scale, config: _Config):
   rows, features = math.prod(x.shape[:-1]), x.shape[-1]
   block_rows, padded = _layout(rows, features, _BACKWARD_BLOCK_ELEMENTS)
@@ -226,6 +228,20 @@ def _backward_call(x, gy, mean, inv, scale, config: _Config):
       interpret=config.interpret, name="normzoo_rows_backward",
   )(_as_rows(x), _as_rows(gy), mean, inv, *params)
   return dx.reshape(x.shape), part_scale.sum(axis=0), part_bias.sum(axis=0)
+
+
+def _refuse_second_order(config: _Config, primals, tangents):
+  # Differentiating the gradient differentiates both kernels (the forward
+  # for its saved statistics); without this it fails with a bare
+  # AssertionError from inside pallas_call's own differentiation rules.
+  name = "pallas_layer_norm" if config.centered else "pallas_rms_norm"
+  raise NotImplementedError(
+      f"{name}: the Pallas kernels are not differentiable twice (grad of grad, a Hessian); "
+      f"use implementation='xla' for second-order derivatives")
+
+
+_forward_call.defjvp(_refuse_second_order)
+_backward_call.defjvp(_refuse_second_order)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))

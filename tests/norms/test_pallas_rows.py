@@ -184,6 +184,17 @@ def test_functions_refuse_bad_input():
     normzoo.pallas_rms_norm(x, epsilon=0.0, interpret=True)
 
 
+def test_second_order_derivatives_are_refused_by_name():
+  x = _data((4, 8))
+  for kernel, name in ((layer, "pallas_layer_norm"), (rms, "pallas_rms_norm")):
+    f = lambda x: jnp.sum(kernel(x) ** 3)
+    jax.grad(f)(x)  # first order is fine
+    with pytest.raises(NotImplementedError, match=f"{name}: .* not differentiable twice"):
+      jax.grad(lambda x: jnp.sum(jax.grad(f)(x) ** 2))(x)
+    with pytest.raises(NotImplementedError, match=name):
+      jax.hessian(f)(x)
+
+
 @pytest.mark.parametrize("rows,features,dtype", [
     (8192, 768, jnp.float32), (100, 1000, jnp.bfloat16), (7, pallas_rows.MAX_FEATURES, jnp.float32),
     (33, 1, jnp.float32), (4096, 64, jnp.float16)])
