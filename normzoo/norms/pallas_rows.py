@@ -8,7 +8,8 @@ statistics and the output cost one read and one write of ``x``:
   ``inv = 1 / sqrt(var + epsilon)`` per row, the variance centred (two
   passes over the registers, exact for any mean); RMS norm:
   ``y = x * inv * scale`` with ``inv = 1 / sqrt(mean(x^2) + epsilon)``,
-  computed on ``x / max(max|x|, 1)`` so that ``x^2`` cannot overflow.
+  computed on ``x`` scaled by an exact power of two so that ``x^2`` cannot
+  overflow (as :func:`normzoo.rms_norm` does).
 * backward, with ``x_hat = (x - mean) * inv`` (RMS: ``x * inv``) and
   ``g = dy * scale``: ``dx = inv * (g - x_hat * mean(g * x_hat) - mean(g))``
   (RMS: without ``mean(g)``), one read of ``x`` and ``dy`` and one write
@@ -16,8 +17,10 @@ statistics and the output cost one read and one write of ``x``:
   its rows; XLA adds those per-block partial sums up into ``dscale`` and
   ``dbias``.
 
-Only ``x`` and the per-row ``mean`` and ``inv`` (float32) are saved for the
-backward. Statistics are float32 for any input dtype (bf16, fp16).
+Only ``x`` and two float32 numbers per row (layer norm: ``mean`` and
+``inv``; RMS norm: the scaling and ``inv`` of the scaled row) are saved for
+the backward. Higher-order derivatives are refused by name. Statistics are
+float32 for any input dtype (bf16, fp16).
 
 These are GPU kernels (Pallas' Triton backend). ``interpret=True`` runs the
 same kernel in the Pallas interpreter on any backend, which is how the
@@ -39,7 +42,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
 from normzoo.norms import _checks
-from normzoo.norms.normalize import output_dtype
+from normzoo.norms.normalize import output_dtype, varying_axes
 
 Array = jax.Array
 
@@ -96,20 +99,25 @@ def _valid(first_row, block_rows: int, padded: int, rows: int, features: int) ->
 
 
 def _row_stats(x: Array, valid: Array, config: _Config, features: int) -> tuple[Array, Array]:
-  """Per-row ``(mean, inv)`` of a float32 block (zeros where not ``valid``)."""
+  """Per-row ``(mean, inv)`` of a float32 block; RMS norm: ``(s, inv_s)``, ``1/rms = s * inv_s``."""
   if config.centered:
     mean = jnp.sum(x, axis=1, keepdims=True) / features
     xc = jnp.where(valid, x - mean, 0.0)
     var = jnp.sum(xc * xc, axis=1, keepdims=True) / features
     return mean, lax.rsqrt(var + config.epsilon)
-  # Scaling by 1 / max(max|x|, 1) keeps every square <= 1 (no overflow for
-  # |x| > 1.8e19) and leaves rows with |x| <= 1 untouched; for the others
-  # it changes the result only by the rounding of the division.
-  r = 1.0 / jnp.maximum(jnp.max(jnp.abs(x), axis=1, keepdims=True), 1.0)
-  xs = x * r
+  # Scaling by s = 2^-k, the power of two that brings max|x| below 2 (k >= 0,
+  # so rows with max|x| < 1 are untouched), keeps every square < 4: no
+  # overflow for |x| > 1.8e19, and the scaling itself is exact. k <= 126
+  # keeps s a normal number; the two factors stay apart (RMS norm saves s
+  # where layer norm saves the mean) because 1 / rms itself is subnormal,
+  # flushed to zero, for rms > 8.5e37, while x * s * inv_s never is.
+  amax = jnp.max(jnp.abs(x), axis=1, keepdims=True)
+  exponent = (lax.bitcast_convert_type(amax, jnp.int32) >> 23) & 0xFF  # amax < 2^(e - 126)
+  k = jnp.clip(exponent - 126, 0, 126)
+  s = lax.bitcast_convert_type((127 - k) << 23, jnp.float32)
+  xs = x * s
   mean_square = jnp.sum(xs * xs, axis=1, keepdims=True) / features
-  inv = lax.rsqrt(mean_square + config.epsilon * r * r) * r
-  return jnp.zeros_like(inv), inv
+  return s, lax.rsqrt(mean_square + config.epsilon * s * s)
 
 
 def _forward_kernel(*refs, config: _Config, rows: int, features: int, block_rows: int):
@@ -123,7 +131,7 @@ def _forward_kernel(*refs, config: _Config, rows: int, features: int, block_rows
   valid = _valid(first, block_rows, padded, rows, features)
   x = plt.load(x_ref, mask=valid, other=0.0).astype(jnp.float32)
   mean, inv = _row_stats(x, valid, config, features)
-  y = (x - mean) * inv if config.centered else x * inv
+  y = (x - mean) * inv if config.centered else (x * mean) * inv
   cols = lax.broadcasted_iota(jnp.int32, (padded,), 0) < features
   if scale_ref is not None:
     y = y * plt.load(scale_ref, mask=cols, other=0.0).astype(jnp.float32)[None, :]
@@ -160,13 +168,16 @@ def _backward_kernel(*refs, config: _Config, rows: int, features: int, block_row
       mean = plt.load(mean_ref.at[sl], mask=row_ok, other=0.0)[:, None]
       x_hat = jnp.where(valid, (x - mean) * inv, 0.0)
     else:
-      x_hat = x * inv
+      s = plt.load(mean_ref.at[sl], mask=row_ok, other=1.0)[:, None]
+      x_hat = (x * s) * inv
     g = gy if scale is None else gy * scale
     c = jnp.sum(g * x_hat, axis=1, keepdims=True) / features
     dx = g - x_hat * c
     if config.centered:
-      dx = dx - jnp.sum(g, axis=1, keepdims=True) / features
-    plt.store(dx_ref.at[sl], (dx * inv).astype(dx_ref.dtype), mask=valid)
+      dx = (dx - jnp.sum(g, axis=1, keepdims=True) / features) * inv
+    else:
+      dx = (dx * inv) * s
+    plt.store(dx_ref.at[sl], dx.astype(dx_ref.dtype), mask=valid)
     return part_scale + jnp.sum(gy * x_hat, axis=0), part_bias + jnp.sum(gy, axis=0)
 
   zeros = jnp.zeros((padded,), jnp.float32)
@@ -277,6 +288,18 @@ def _check(x: Array, params: dict[str, Array | None], epsilon: float, interpret:
         f"registers and takes 1 to {MAX_FEATURES}. Use implementation='xla' for wider rows")
   for pname, p in params.items():
     _checks.check_feature_params(pname, p, (features,))
+  varying = varying_axes(x)
+  if varying:
+    raise ValueError(
+        f"{name}: x varies over the shard_map axes {sorted(varying)} (check_vma=True), and the "
+        f"Pallas kernel's outputs are not typed for that; use shard_map(..., check_vma=False) "
+        f"or implementation='xla'")
+  spec = getattr(getattr(jax.typeof(x), "sharding", None), "spec", None)
+  if spec is not None and any(p is not None for p in spec):
+    raise ValueError(
+        f"{name}: x is sharded as {spec} under an explicit mesh, and XLA cannot partition a "
+        f"Pallas kernel; call it inside shard_map (one device's rows each) or use "
+        f"implementation='xla'")
   if not interpret and jax.default_backend() != "gpu":
     raise ValueError(
         f"{name}: implementation='pallas' runs a Triton kernel and needs a GPU; the default "
@@ -295,6 +318,8 @@ def pallas_layer_norm(x: Array, scale: Array | None = None, bias: Array | None =
   _check(x, {"scale": scale, "bias": bias}, epsilon, interpret, "pallas_layer_norm")
   config = _Config(True, float(epsilon), output_dtype(dtype, x, scale, bias),
                    scale is not None, bias is not None, bool(interpret))
+  if x.size == 0:  # no rows: a grid of zero kernel instances does not launch
+    return jnp.zeros(x.shape, config.out_dtype)
   return _rows_normalize(x, scale, bias, config)
 
 
@@ -309,6 +334,8 @@ def pallas_rms_norm(x: Array, scale: Array | None = None, *, epsilon: float = 1e
   _check(x, {"scale": scale}, epsilon, interpret, "pallas_rms_norm")
   config = _Config(False, float(epsilon), output_dtype(dtype, x, scale),
                    scale is not None, False, bool(interpret))
+  if x.size == 0:
+    return jnp.zeros(x.shape, config.out_dtype)
   return _rows_normalize(x, scale, None, config)
 
 

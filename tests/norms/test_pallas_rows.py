@@ -82,6 +82,18 @@ def test_rms_norm_matches_float64_oracle_without_overflow(shape, magnitude):
   np.testing.assert_allclose(got[1], ref[1], rtol=2e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("magnitude", [9e37, 3e38])
+def test_rms_norm_near_the_float32_limit(magnitude):
+  # max|x| >= 2^126: a scaling of 2^-127 or 2^-128 would be subnormal and
+  # flush to zero (NaN output); both paths stop at 2^-126.
+  x = _data((3, 16), 0.0, 0.3) * magnitude
+  x64 = np.asarray(x, np.float64)
+  want = x64 / np.sqrt((x64 ** 2).mean(-1, keepdims=True) + EPS)
+  for f in (rms, functools.partial(normzoo.rms_norm, epsilon=EPS)):
+    np.testing.assert_allclose(f(x), want, rtol=1e-5)
+    assert np.all(np.isfinite(jax.grad(lambda x: jnp.sum(f(x) * x / magnitude))(x)))
+
+
 def test_rms_norm_tiny_and_zero_rows_are_left_to_epsilon():
   x = jnp.concatenate([jnp.full((1, 16), 1e-20), jnp.zeros((1, 16))])
   np.testing.assert_allclose(jax.grad(lambda x: jnp.sum(rms(x)))(x), 1 / np.sqrt(EPS), rtol=1e-5)
@@ -125,6 +137,57 @@ def test_backward_walking_several_blocks_per_instance(shape, monkeypatch):
     want = jax.grad(lambda *a: jnp.sum(theirs(*a) * w), argnums)(x, *params)
     for a, b in zip(got, want):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_empty_input_gives_empty_output_and_zero_parameter_gradients():
+  x = jnp.ones((0, 16))
+  scale, bias = jnp.ones(16), jnp.zeros(16)
+  assert layer(x, scale, bias).shape == (0, 16) and rms(x, scale).shape == (0, 16)
+  g = jax.grad(lambda s, b: jnp.sum(layer(x, s, b)), argnums=(0, 1))(scale, bias)
+  assert all(np.all(np.asarray(a) == 0) for a in g)
+
+
+def _stores(jaxpr):
+  """Every store (masked_swap) in ``jaxpr`` and the jaxprs nested in it, kernels included."""
+  from jax.extend import core
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "masked_swap":
+      found.append(jax.tree_util.tree_unflatten(eqn.params["args_tree"], eqn.invars))
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (tuple, list)) else (value,):
+        if isinstance(sub, core.ClosedJaxpr):
+          found += _stores(sub.jaxpr)
+        elif isinstance(sub, core.Jaxpr):
+          found += _stores(sub)
+  return found
+
+
+@pytest.mark.parametrize("kernel", [layer, rms])
+def test_every_store_of_the_kernels_is_masked(kernel):
+  # The interpreter pads blocks and drops what lands outside the array, so
+  # an unmasked store passes every numerical test on CPU; on a GPU it would
+  # write into the next row or past the buffer's end.
+  f = jax.grad(lambda x, s: jnp.sum(kernel(x, s)), argnums=(0, 1))
+  stores = _stores(jax.make_jaxpr(f)(jnp.ones((5, 24)), jnp.ones(24)).jaxpr)
+  # forward: y, mean (or the RMS scaling), inv; backward: dx, dscale and dbias partials
+  assert len(stores) == 6
+  assert all(mask is not None for _, _, _, mask in stores)
+
+
+def test_sharded_inputs_are_refused_or_run_per_device():
+  from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+  mesh = jax.make_mesh((2,), ("batch",), axis_types=(AxisType.Explicit,))
+  x = _data((8, 16), 0.5)
+  with pytest.raises(ValueError, match=r"pallas_layer_norm: x is sharded as .*batch"):
+    with jax.set_mesh(mesh):
+      jax.jit(layer)(jax.device_put(x, NamedSharding(mesh, P("batch"))))
+  auto = jax.sharding.Mesh(jax.devices()[:2], ("batch",))
+  per_device = lambda check_vma: jax.shard_map(layer, mesh=auto, in_specs=P("batch"),
+                                               out_specs=P("batch"), check_vma=check_vma)
+  with pytest.raises(ValueError, match=r"varies over the shard_map axes \['batch'\]"):
+    jax.jit(per_device(True))(x)
+  np.testing.assert_allclose(jax.jit(per_device(False))(x), layer(x), rtol=1e-6, atol=1e-6)
 
 
 def test_vmap_of_the_kernel_matches_a_loop():

@@ -9,7 +9,8 @@ Overflow. ``x^2`` overflows float32 once ``|x| > 1.8e19`` (and bf16 input is
 up-cast first, so it would overflow there too). We divide ``x`` by
 ``2^k >= max|x|`` first (``k >= 0``, so small inputs are untouched) and add
 ``epsilon * 2^-2k``: the function is identical, the power-of-two scaling is
-exact, and the squares stay <= 1. That costs a pass over ``x`` for the
+exact, and the squares stay <= 1 (k stops at 126, where 2^-k is still a
+normal number, so they stay < 16 for ``max|x| >= 2^126``). That costs a pass over ``x`` for the
 maximum, so without ``axis_name`` the sum of squares is tried first and the
 scaled statistics are computed (``lax.cond``) only when it is not finite.
 
@@ -52,7 +53,9 @@ def scaled_inverse_rms(x: Array, axes: tuple[int, ...], epsilon: float | Array, 
                        axis_index_groups: Any = None) -> tuple[Array, Array]:
   """``(s, inv)`` with ``x * s * inv == x / sqrt(mean(x^2) + epsilon)``, overflow-free.
 
-  ``s`` is an exact power of two ``<= 1`` with ``max|x * s| <= 1``; both keep
+  ``s`` is an exact power of two in ``[2^-126, 1]`` with ``max|x * s| <= 1``
+  (``< 4`` for ``max|x| >= 2^126``, where a smaller ``s`` would be subnormal
+  and flush to zero); both keep
   the reduced axes as size 1 and are float32 (float64 for float64 input).
   With ``axis_name`` the mean also runs over devices (count-weighted: one
   ``pmax`` for the scaling and one ``psum``).
@@ -65,7 +68,10 @@ def scaled_inverse_rms(x: Array, axes: tuple[int, ...], epsilon: float | Array, 
   if axis_name is not None:
     amax = lax.pmax(amax, axis_name, axis_index_groups=groups)
   _, exponent = jnp.frexp(amax)  # amax < 2^exponent
-  s = jnp.ldexp(jnp.ones_like(amax), -jnp.maximum(exponent, 0))
+  # At most 2^-126, the smallest normal float32: 2^-127 and 2^-128 are
+  # subnormal, flushed to zero on CPU and GPU (NaN output for amax >= 2^126).
+  # |x * s| < 4 then, and the squares still cannot overflow.
+  s = jnp.ldexp(jnp.ones_like(amax), -jnp.clip(exponent, 0, 126))
   xs = xf * s
   sq = jnp.square(xs) if valid is None else jnp.where(valid, jnp.square(xs), 0.0)
   total = jnp.sum(sq, axis=axes, keepdims=True)
