@@ -15,9 +15,10 @@ is read by the next layer and its cotangent comes from memory. In
 ``fwd+bwd`` the cotangent ``2 y`` can be recomputed from ``x``, so XLA may
 fuse forward and backward into fewer passes than a network allows, and a
 gain there need not carry over to a training step. Effective bandwidth
-counts the minimum traffic: reading x and writing y or dx (``2 *
-x.nbytes / time``), and for ``vjp`` also reading ct and writing both
-(``4 * x.nbytes / time``).
+counts the minimum traffic, each array in its own dtype: reading x and
+writing y or dx, and for ``vjp`` also reading ct and writing both (for
+float32, ``2 * x.nbytes`` and ``4 * x.nbytes`` per call; bf16 input with
+float32 parameters has a float32 y and ct).
 """
 
 from __future__ import annotations
@@ -257,7 +258,13 @@ def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bo
     if t is not None:
       fns["torch"] = t
   times = time_interleaved(fns, repeats, calls=calls)
-  nbytes = (4 if mode == "vjp" else 2) * x.size * x.dtype.itemsize
+  # Traffic at the minimum: x read and the outputs written (y or dx, both
+  # for vjp, which also reads ct, y's twin), each in its own dtype: bf16
+  # input with float32 parameters gives a float32 y.
+  outputs = jax.tree.leaves(jax.eval_shape(f_ours, x))
+  nbytes = x.nbytes + sum(o.size * o.dtype.itemsize for o in outputs)
+  if mode == "vjp":
+    nbytes += outputs[0].size * outputs[0].dtype.itemsize
   label = f"{name} (vs flax BatchNorm)" if name in VARIANTS else name
   row = dict(norm=label, shape="x".join(map(str, shape)), dtype=dtype, mode=mode,
              train=train, **{f"{k}_ms": v * 1e3 for k, v in times.items()},
