@@ -114,8 +114,8 @@ def test_optional_parameters_and_bf16_match_the_xla_path(use_scale, use_bias):
                                rtol=1e-2, atol=1e-2)  # one bf16 rounding of the output
     loss = lambda f: lambda x, *p: jnp.sum(f(x, *p).astype(jnp.float32) * w)
     live = [i for i, p in enumerate((x, *args)) if p is not None]
-    g_o = jax.grad(loss(ours), argnums=live)(x, *args)
-    g_t = jax.grad(loss(theirs), argnums=live)(x, *args)
+    g_o = jax.jit(jax.grad(loss(ours), argnums=live))(x, *args)
+    g_t = jax.jit(jax.grad(loss(theirs), argnums=live))(x, *args)
     for a, b in zip(g_o, g_t):
       assert a.dtype == b.dtype
       np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
@@ -133,8 +133,8 @@ def test_backward_walking_several_blocks_per_instance(shape, monkeypatch):
       (layer, functools.partial(normzoo.layer_norm, epsilon=EPS), (scale, bias)),
       (rms, functools.partial(normzoo.rms_norm, epsilon=EPS), (scale,))):
     argnums = tuple(range(1 + len(params)))
-    got = jax.grad(lambda *a: jnp.sum(ours(*a) * w), argnums)(x, *params)
-    want = jax.grad(lambda *a: jnp.sum(theirs(*a) * w), argnums)(x, *params)
+    got = jax.jit(jax.grad(lambda *a: jnp.sum(ours(*a) * w), argnums))(x, *params)
+    want = jax.jit(jax.grad(lambda *a: jnp.sum(theirs(*a) * w), argnums))(x, *params)
     for a, b in zip(got, want):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
@@ -193,7 +193,7 @@ def test_sharded_inputs_are_refused_or_run_per_device():
 def test_vmap_of_the_kernel_matches_a_loop():
   x = _data((3, 5, 40), 1.0)
   scale, bias = _data((40,), 1.0, 0.3), _data((40,))
-  grad = jax.grad(lambda x: jnp.sum(jnp.sin(layer(x, scale, bias))))
+  grad = jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(layer(x, scale, bias)))))
   np.testing.assert_allclose(jax.vmap(grad)(x), jnp.stack([grad(xi) for xi in x]),
                              rtol=1e-5, atol=1e-6)
 
