@@ -47,6 +47,13 @@ def np_group_norm(x, groups, scale, bias, eps):
   return y * np.asarray(scale, np.float64) + np.asarray(bias, np.float64)
 
 
+def np_rms_norm(x, eps, scale=None):
+  """Float64 RMS normalization over the last axis: ``x / sqrt(mean(x^2) + eps) * scale``."""
+  x = np.asarray(x, np.float64)
+  y = x / np.sqrt((x ** 2).mean(-1, keepdims=True) + eps)
+  return y if scale is None else y * np.asarray(scale, np.float64)
+
+
 @contextlib.contextmanager
 def float64():
   """Enables float64 in JAX for the naive references, restoring the flag afterwards."""
@@ -68,6 +75,14 @@ def naive_normalize(x, axes, scale, bias, eps, mask=None):
   mean = (x * valid).sum(axis=axes, keepdims=True) / count
   var = (((x - mean) ** 2) * valid).sum(axis=axes, keepdims=True) / count
   return (x - mean) / jnp.sqrt(var + eps) * scale + bias
+
+
+def naive_rms_norm(x, axes, scale, eps, mask=None):
+  """Textbook RMS normalization over the valid elements; autodiff gives the gradients."""
+  valid = jnp.ones(x.shape, x.dtype) if mask is None else jnp.broadcast_to(
+      jnp.asarray(mask, x.dtype), x.shape)
+  ms = (x * x * valid).sum(axis=axes, keepdims=True) / valid.sum(axis=axes, keepdims=True)
+  return x / jnp.sqrt(ms + eps) * scale
 
 
 def naive_grads(loss_of_inputs, *args):
