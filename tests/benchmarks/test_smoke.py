@@ -73,16 +73,20 @@ def test_profile_step_classifies_ops_by_what_they_compute():
 
 def test_benchmarks_name_the_flag_of_an_unknown_model_norm_or_mode():
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  for module, args, flag in [
+  cases = [
       ("benchmarks.train_step", ["--models=mnist_cnn,resnet99", "--rounds=1"], "--models"),
       ("benchmarks.train_step", ["--models=mnist_cnn_small", "--norms=batch,bacth"], "--norms"),
       ("benchmarks.profile_step", ["--model=resnet99"], "--model"),
       ("benchmarks.profile_step", ["--norm=frn"], "--norm"),
-      ("benchmarks.norms", ["--modes=fwd,bwd"], "--modes")]:
-    out = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode != 0, (module, args)
-    assert flag + ":" in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+      ("benchmarks.norms", ["--modes=fwd,bwd"], "--modes")]
+  # Started together: each spends seconds importing JAX before it fails.
+  procs = [(module, args, flag, subprocess.Popen(
+      [sys.executable, "-m", module, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)) for module, args, flag in cases]
+  for module, args, flag, proc in procs:
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode != 0, (module, args)
+    assert flag + ":" in stderr and "Traceback" not in stderr, stderr[-2000:]
 
 
 def test_norms_benchmark_peak_column_and_pallas_skip_on_cpu(tmp_path):

@@ -13,6 +13,10 @@ from normzoo.train import rundir
 
 ray = pytest.importorskip("ray", reason="Ray is part of the 'test' extra")
 
+# One worker runs this module under pytest-xdist (--dist loadgroup), so the
+# module's local Ray cluster starts once and two clusters never share the CPUs.
+pytestmark = pytest.mark.xdist_group("ray")
+
 SWEEP = textwrap.dedent("""
     from configs import synthetic
     from normzoo.sweeps import grid
