@@ -4,9 +4,11 @@
     python -m benchmarks.norms --quick              # one shape, float32, fwd+bwd
     python -m benchmarks.norms --norms=batch,group --shapes=128x32x32x64 --dtypes=float32
 
-Every implementation runs on the same array in the same process; repetitions
-are interleaved (in a shuffled order each round) so that load on the machine hits all
-of them alike, and the median is reported. The timed function is jitted
+Every implementation runs on the same array in the same process. normzoo's
+and flax.linen's repetitions are interleaved (in a shuffled order each
+round) so that load on the machine hits both alike, and the median is
+reported; PyTorch's are timed right after them, since its threads slow the
+JAX call that follows them. The timed function is jitted
 ``y = norm(x)`` (``fwd``), ``grad(sum(norm(x) ** 2))`` (``fwd+bwd``, the
 issue's reference) or ``(y, vjp(ct))`` with a fixed random cotangent ``ct``
 (``vjp``), in training mode (batch statistics) or, for batch norm,
@@ -248,16 +250,19 @@ def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bo
   rng = np.random.default_rng(0)
   x_np = rng.standard_normal(shape).astype(np.float32)
   x = jnp.asarray(x_np, dtype)
-  fns = {}
   f_ours, f_flax = _jax_fn(ours_cls, kwargs, x, mode, train), _jax_fn(flax_cls, kwargs, x, mode,
                                                                        train)
-  fns["normzoo"] = lambda: f_ours(x)
-  fns["flax"] = lambda: f_flax(x)
+  times = time_interleaved({"normzoo": lambda: f_ours(x), "flax": lambda: f_flax(x)}, repeats,
+                           calls=calls)
+  # PyTorch is timed after the JAX pair, not interleaved with it: on CPU
+  # its intra-op threads left the JAX calls timed next 1.2-2x slower, even
+  # with OMP_WAIT_POLICY=PASSIVE (batch norm forward at 128x32x32x64:
+  # 2.4 ms alone, 3.8-5.7 ms interleaved), which moved normzoo/flax by up to
+  # 0.4 depending on which of the two ran after PyTorch.
   if use_torch and dtype == "float32" and name not in VARIANTS:
     t = _torch_fn(PALLAS.get(name, name), x_np, mode, train)
     if t is not None:
-      fns["torch"] = t
-  times = time_interleaved(fns, repeats, calls=calls)
+      times.update(time_interleaved({"torch": t}, repeats, calls=calls))
   # Traffic at the minimum: x read and the outputs written (y or dx, both
   # for vjp, which also reads ct, y's twin), each in its own dtype: bf16
   # input with float32 parameters gives a float32 y.
