@@ -114,6 +114,42 @@ def test_rms_only_overflowing_rows_change_nothing_for_the_others():
   np.testing.assert_allclose(y, oracle.np_rms_norm(x, 1e-6), rtol=1e-5)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_rms_rows_beyond_2_to_126_match_float64_with_gradients(masked):
+  """Rows whose RMS exceeds 2^126 (8.5e37), where 1 / rms is subnormal.
+
+  A single factor 1 / rms (or s / rms) would flush to zero there, and the
+  row's output and gradient with it; the forward and the hand-written
+  backward must still match float64. The cotangent is scaled so that dx is
+  a normal float32 number.
+  """
+  x = np.array(_data((4, 2, C), 0.0, 1.0))
+  x[0] = np.sign(x[0]) * 3e38            # RMS 3e38: 1 / rms = 3.3e-39
+  x[1] *= 1e37                            # RMS ~1e37, max |x| a few e37
+  x[2] = np.sign(x[2]) * 2.0 ** 127       # RMS 2^127 exactly
+  x = jnp.asarray(x)
+  w, scale = _data(x.shape) * 1e30, _data((C,), 1.0, 0.3)
+  mask = np.ones(x.shape, bool)
+  if masked:
+    mask[..., 1] = False
+  kwargs = dict(reduction_axes=(1, 2), feature_axes=-1, epsilon=1e-6,
+                mask=jnp.asarray(mask) if masked else None)
+  f = lambda x, s: normzoo.rms_norm(x, s, **kwargs)
+  with oracle.float64():
+    y64 = np.asarray(oracle.naive_rms_norm(jnp.asarray(np.asarray(x, np.float64)), (1, 2),
+                                           jnp.asarray(np.asarray(scale, np.float64)), 1e-6,
+                                           mask))
+  np.testing.assert_allclose(jax.jit(f)(x, scale), y64, rtol=1e-5, atol=1e-6)
+  got = jax.jit(jax.grad(lambda x, s: jnp.sum(f(x, s) * w), argnums=(0, 1)))(x, scale)
+  want = oracle.naive_grads(
+      lambda x, s, w: jnp.sum(oracle.naive_rms_norm(x, (1, 2), s, 1e-6, mask) * w), x, scale, w)
+  assert all(np.all(np.isfinite(g)) for g in got)
+  for g, r in zip(got, want):
+    np.testing.assert_allclose(g, r, rtol=2e-4, atol=1e-4 * np.abs(r).max())
+  # The extreme rows' input gradients are not flushed: ~1e30 / 3e38 is a normal number.
+  assert np.all(np.abs(np.asarray(got[0])[0][mask[0]]) > 0)
+
+
 def test_rms_under_shard_map_matches_one_device():
   """Per-device RMS statistics under typed shard_map: the replicated scale's gradient is summed."""
   from jax.sharding import Mesh, PartitionSpec as P
