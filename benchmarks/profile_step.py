@@ -13,7 +13,12 @@ optimizer update) as "other". Op time summed over
 threads can exceed the wall time: independent ops run concurrently.
 
 This explains a training-step ratio: when "conv/dot" dominates, no
-normalizer, however fast on its own, moves images/s much.
+normalizer, however fast on its own, moves images/s much. It does not
+time one: tracing slows the fusions that follow a ``lax.cond`` several
+times over (normzoo's checked batch statistics have one; batch norm's
+training forward took 7.4 ms a call traced, 2.5 ms untraced), so a traced
+normzoo build's "other" is an upper bound. Speed ratios come from
+``benchmarks.norms`` and ``benchmarks.train_step``, which do not trace.
 """
 
 from __future__ import annotations
