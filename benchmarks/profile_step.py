@@ -14,12 +14,13 @@ threads can exceed the wall time: independent ops run concurrently.
 
 This explains a training-step ratio: when "conv/dot" dominates, no
 normalizer, however fast on its own, moves images/s much. It does not
-time one: tracing slows the fusions that follow a ``lax.cond`` several
-times over (normzoo's checked batch statistics have one; batch norm's
-training forward took 7.4 ms a call traced, 2.5 ms untraced), so a traced
-normzoo build's "other" is an upper bound. Speed ratios come from
-``benchmarks.norms`` and ``benchmarks.train_step``, which do not trace.
+time one: under tracing XLA:CPU's op times move erratically (the same
+jitted elementwise op took 2.0 ms a call traced in one process and 6.8 ms
+in the next, 2.0 ms untraced in both), so a per-op comparison between
+builds is indicative only. Speed ratios come from ``benchmarks.norms``
+and ``benchmarks.train_step``, which do not trace.
 """
+
 
 from __future__ import annotations
 
