@@ -20,9 +20,9 @@ Backward (without ``axis_name``), with ``x_hat = x / rms``, ``g = dy * scale``,
     dx = (g - m * x_hat * sum(g * x_hat) / N) / rms,   dscale = sum(dy * x_hat)
 
 written by hand (``jax.custom_vjp``): one reduction and one elementwise pass,
-saving only ``x`` and one per-row factor ``t = 8 / rms``, whose 8 comes off
-in ``scale / 8`` (``1 / rms`` alone is subnormal, and flushes to zero, once
-the RMS exceeds 2^126; ``t`` is a normal number for every finite input).
+saving only ``x`` and one per-row factor ``t``: ``1 / rms``, or after an
+overflow ``8 / rms`` with the 8 taken off in ``scale / 8`` (``1 / rms``
+alone is subnormal, and flushes to zero, once the RMS exceeds 2^126).
 """
 
 from __future__ import annotations
@@ -105,15 +105,18 @@ def _rms_normalize(x: Array, scale: Array | None, mask: Array | None, spec: _RMS
   return _rms_forward(x, scale, mask, spec)[0]
 
 
-# The per-row factor applied to x is t = LIFT * s / rms (s: the power of two
-# from scaled_inverse_rms, exactly 1 unless the squares overflowed), and
-# LIFT comes off again in the per-channel factor scale / LIFT. One factor
-# instead of s and 1 / rms separately saves two multiplies per element in
-# fusions that XLA:CPU runs compute-bound (RMSNorm fwd+bwd at 256x8x8x512:
-# 1.32x flax.linen's time with both factors). LIFT keeps t a normal number:
-# 1 / rms itself is subnormal, so flushed to zero, for rows whose RMS
-# exceeds 2^126, while t >= LIFT * 2^-128 for every finite input.
-_LIFT = 8.0
+# The per-row factor applied to x is t = lift * s / rms (s: the power of two
+# from scaled_inverse_rms), and lift comes off again in the per-channel
+# factor scale / lift. One factor instead of s and 1 / rms separately saves
+# two multiplies per element in fusions that XLA:CPU runs compute-bound
+# (RMSNorm fwd+bwd at 256x8x8x512: 1.32x flax.linen's time with both). Only
+# the overflow branch needs lift = 8: there 1 / rms is subnormal, so flushed
+# to zero, for rows whose RMS exceeds 2^126, while 8 s / rms >= 2^-125 for
+# every finite input. The common branch has s = lift = 1, so its backward
+# forms flax.linen's dy * scale. Its forward rounds x / rms before the
+# scale: an entry below 2^-126 times its row's RMS comes out as 0 whatever
+# the scale (flax.linen's x * (scale / rms) keeps it when |scale| > 1).
+_OVERFLOW_LIFT = 8.0
 
 
 def _rms_forward(x, scale, mask, spec: _RMSSpec):
@@ -123,49 +126,54 @@ def _rms_forward(x, scale, mask, spec: _RMSSpec):
 
   def fast():
     mean_square = total / _valid_count(x.shape, mask, spec.axes, xf.dtype)
-    return jnp.ones_like(total), lax.rsqrt(mean_square + spec.epsilon)
+    return (jnp.ones_like(total), lax.rsqrt(mean_square + spec.epsilon),
+            jnp.ones((), xf.dtype))
+
+  def scaled():
+    s, inv = scaled_inverse_rms(x, spec.axes, spec.epsilon, mask=mask)
+    return s, inv, jnp.asarray(_OVERFLOW_LIFT, xf.dtype)
 
   # Only the small per-row factors come out of the conditional: y itself is
   # computed outside it, where XLA fuses it with its consumers.
-  s, inv = lax.cond(jnp.all(jnp.isfinite(total)), fast,
-                    lambda: scaled_inverse_rms(x, spec.axes, spec.epsilon, mask=mask))
-  t = (s * _LIFT) * inv
+  s, inv, lift = lax.cond(jnp.all(jnp.isfinite(total)), fast, scaled)
+  t = (s * lift) * inv
+  unlift = 1.0 / lift  # exact: a power of two
   if x.dtype != xf.dtype:
     # A second convert (CSE would merge a plain one): with one convert shared
     # by the sum and the output, XLA:CPU materializes a float32 copy of x
     # (bf16 forward 2.6x flax.linen's time); the barrier is gone after CSE.
     xf = lax.optimization_barrier(x).astype(xf.dtype)
-  y = ((xf * t) * _unlift(scale, t.dtype)).astype(spec.out_dtype)
-  return y, (x, scale, mask, t)
+  y = ((xf * t) * _times(scale, unlift)).astype(spec.out_dtype)
+  return y, (x, scale, mask, t, unlift)
 
 
-def _unlift(scale: Array | None, dtype) -> Array:
-  """``scale / LIFT`` (exact: a power of two), or ``1 / LIFT`` without a scale."""
-  return jnp.asarray(1.0 / _LIFT, dtype) if scale is None else scale.astype(dtype) / _LIFT
+def _times(scale: Array | None, unlift: Array) -> Array:
+  """``scale * unlift`` per channel, or ``unlift`` alone without a scale."""
+  return unlift if scale is None else scale.astype(unlift.dtype) * unlift
 
 
 def _rms_backward(spec: _RMSSpec, residuals, gy):
-  x, scale, mask, t = residuals
+  x, scale, mask, t, unlift = residuals
   # The backward's own copies of the small factors: sharing their broadcasts
   # (and x * t) with the forward's output, XLA:CPU wrote full-size arrays
   # out for this fusion (y and dx for a given cotangent: 1.3-1.6x
   # flax.linen's time).
-  scale, t = lax.optimization_barrier((scale, t))
+  scale, t, unlift = lax.optimization_barrier((scale, t, unlift))
   xf = x.astype(t.dtype)
   gyf = gy.astype(t.dtype)
   count = _valid_count(x.shape, mask, spec.axes, t.dtype)
-  # With x_hat = x / rms and g = dy * scale: x_lift = LIFT * x_hat and
-  # g_low = g / LIFT, so dx = (g - x_hat * sum(g * x_hat) / N) / rms
-  #                         = (g_low - x_lift * sum(g_low * x_lift) / (LIFT^2 N)) * t.
+  # With x_hat = x / rms, g = dy * scale and L = lift: x_lift = L * x_hat and
+  # g_low = g / L, so dx = (g - x_hat * sum(g * x_hat) / N) / rms
+  #                      = (g_low - x_lift * sum(g_low * x_lift) / (L^2 N)) * t.
   x_lift = xf * t
-  g_low = gyf * _unlift(scale, t.dtype)
-  c = jnp.sum(g_low * x_lift, axis=spec.axes, keepdims=True) / (count * _LIFT * _LIFT)
+  g_low = gyf * _times(scale, unlift)
+  c = jnp.sum(g_low * x_lift, axis=spec.axes, keepdims=True) * (unlift * unlift) / count
   correction = x_lift * c if mask is None else jnp.where(mask, x_lift * c, 0.0)
   dx = ((g_low - correction) * t).astype(x.dtype)
   dscale = None
   if scale is not None:
     dscale = (jnp.sum(gyf * x_lift, axis=param_axes(scale, x), keepdims=True)
-              / _LIFT).astype(scale.dtype)
+              * unlift).astype(scale.dtype)
   return dx, dscale, None
 
 
