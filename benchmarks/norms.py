@@ -255,10 +255,10 @@ def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bo
   times = time_interleaved({"normzoo": lambda: f_ours(x), "flax": lambda: f_flax(x)}, repeats,
                            calls=calls)
   # PyTorch is timed after the JAX pair, not interleaved with it: on CPU
-  # its intra-op threads left the JAX calls timed next 1.2-2x slower, even
-  # with OMP_WAIT_POLICY=PASSIVE (batch norm forward at 128x32x32x64:
-  # 2.4 ms alone, 3.8-5.7 ms interleaved), which moved normzoo/flax by up to
-  # 0.4 depending on which of the two ran after PyTorch.
+  # its intra-op threads left the JAX call timed next 1.2-2x slower, even
+  # with OMP_WAIT_POLICY=PASSIVE, which moved normzoo/flax by up to 0.4
+  # depending on which of the two ran after PyTorch (batch norm training
+  # forward at 256x8x8x512: 1.41 interleaved, 0.96-1.00 without PyTorch).
   if use_torch and dtype == "float32" and name not in VARIANTS:
     t = _torch_fn(PALLAS.get(name, name), x_np, mode, train)
     if t is not None:

@@ -21,7 +21,6 @@ builds is indicative only. Speed ratios come from ``benchmarks.norms``
 and ``benchmarks.train_step``, which do not trace.
 """
 
-
 from __future__ import annotations
 
 # First: it sets OMP_WAIT_POLICY before anything can load PyTorch's OpenMP runtime.

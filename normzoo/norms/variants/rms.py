@@ -143,11 +143,11 @@ def _rms_forward(x, scale, mask, spec: _RMSSpec):
     # by the sum and the output, XLA:CPU materializes a float32 copy of x
     # (bf16 forward 2.6x flax.linen's time); the barrier is gone after CSE.
     xf = lax.optimization_barrier(x).astype(xf.dtype)
-  y = ((xf * t) * _times(scale, unlift)).astype(spec.out_dtype)
+  y = ((xf * t) * _scale_over_lift(scale, unlift)).astype(spec.out_dtype)
   return y, (x, scale, mask, t, unlift)
 
 
-def _times(scale: Array | None, unlift: Array) -> Array:
+def _scale_over_lift(scale: Array | None, unlift: Array) -> Array:
   """``scale * unlift`` per channel, or ``unlift`` alone without a scale."""
   return unlift if scale is None else scale.astype(unlift.dtype) * unlift
 
@@ -166,7 +166,7 @@ def _rms_backward(spec: _RMSSpec, residuals, gy):
   # g_low = g / L, so dx = (g - x_hat * sum(g * x_hat) / N) / rms
   #                      = (g_low - x_lift * sum(g_low * x_lift) / (L^2 N)) * t.
   x_lift = xf * t
-  g_low = gyf * _times(scale, unlift)
+  g_low = gyf * _scale_over_lift(scale, unlift)
   c = jnp.sum(g_low * x_lift, axis=spec.axes, keepdims=True) * (unlift * unlift) / count
   correction = x_lift * c if mask is None else jnp.where(mask, x_lift * c, 0.0)
   dx = ((g_low - correction) * t).astype(x.dtype)
