@@ -95,6 +95,11 @@ class LocalLauncher:
 
   def __call__(self, sweep: Sweep, run: RunSpec, sweep_workdir: str) -> dict[str, Any]:
     os.makedirs(run.workdir, exist_ok=True)
+    previous = rundir.read_result(run.workdir)
+    if previous is not None and previous.get("status") == "failed":
+      # An earlier attempt's failure: were it left, a worker killed this time
+      # before writing its own result would be reported with the old error.
+      rundir.clear_result(run.workdir)
     cmd = [sys.executable, "-m", "normzoo.sweeps.worker", f"--sweep={sweep.path}",
            f"--run={run.name}", f"--workdir={sweep_workdir}"]
     with open(os.path.join(run.workdir, LOG_FILE), "a") as log:

@@ -130,6 +130,10 @@ def test_local_launcher_runs_a_subprocess_and_records_a_crash(tmp_path):
   bad = runner.RunSpec("crash", {}, str(tmp_path / "out" / "crash"))
   result = runner.LocalLauncher(env={**env, "PATH": ""})(sweep, bad, workdir)
   assert result["status"] == "failed" and "exited with code" in result["error"]
+  # A second crash reports itself, not the first attempt's recorded failure.
+  rundir.write_result(bad.workdir, {"status": "failed", "error": "an earlier attempt"})
+  result = runner.LocalLauncher(env={**env, "PATH": ""})(sweep, bad, workdir)
+  assert result["status"] == "failed" and "exited with code" in result["error"], result
 
 
 def test_shipped_sweep_files_load():
