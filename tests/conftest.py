@@ -28,10 +28,10 @@ def _reseed_module_rng(request, monkeypatch):
 
   Test modules keep a module-level ``RNG = np.random.default_rng(k)`` for
   their data. Shared across a module, each test's data would depend on which
-  tests ran before it in the same process, and pytest-xdist spreads a
-  module's tests over workers in no fixed order: a tolerance that holds for
-  one ordering could fail on another. Reseeded here, every test sees the
-  same data however the suite is split or filtered.
+  tests ran before it in the same process (``-k``, a rerun of failures, how
+  pytest-xdist splits the suite): a tolerance that holds for one ordering
+  could fail on another. Reseeded here, every test sees the same data
+  however the suite is split or filtered.
   """
   if isinstance(getattr(request.module, "RNG", None), np.random.Generator):
     seed = zlib.crc32(request.node.nodeid.encode())

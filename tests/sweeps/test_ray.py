@@ -13,9 +13,9 @@ from normzoo.train import rundir
 
 ray = pytest.importorskip("ray", reason="Ray is part of the 'test' extra")
 
-# One worker runs this module under pytest-xdist (--dist loadgroup), so the
-# module's local Ray cluster starts once and two clusters never share the CPUs.
-pytestmark = pytest.mark.xdist_group("ray")
+# pytest-xdist runs a file's tests on one worker (--dist loadfile in
+# pyproject.toml), so this module's local Ray cluster starts once and two
+# clusters never share the CPUs.
 
 SWEEP = textwrap.dedent("""
     from configs import synthetic
@@ -65,14 +65,18 @@ def test_ray_sweep_of_four_runs_completes_and_skips_on_rerun(tmp_path, launcher)
   assert calls == []
 
 
-def _kill_when_checkpointed(run_dir: str, run_name: str, timeout: float = 120.0) -> bool:
+def _kill_when_checkpointed(run_dir: str, run_name: str, sweep_workdir: str,
+                            timeout: float = 120.0) -> bool:
   import psutil
   deadline = time.time() + timeout
   while time.time() < deadline:
     if os.path.isdir(os.path.join(run_dir, "checkpoints", "1")):
       for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if "normzoo.sweeps.worker" in cmdline and f"--run={run_name}" in cmdline:
+        # This sweep's worker only: another test (or another suite on the
+        # machine) may run a worker of the same run name at the same time.
+        if ("normzoo.sweeps.worker" in cmdline and f"--run={run_name}" in cmdline
+            and f"--workdir={sweep_workdir}" in cmdline):
           proc.kill()
           return True
     time.sleep(0.05)
@@ -85,7 +89,8 @@ def test_run_killed_midway_is_recorded_and_resumes_on_rerun(tmp_path, launcher):
   name = "norm=batch,seed=0"
   killed = []
   killer = threading.Thread(
-      target=lambda: killed.append(_kill_when_checkpointed(os.path.join(workdir, name), name)))
+      target=lambda: killed.append(_kill_when_checkpointed(os.path.join(workdir, name), name,
+                                                           workdir)))
   killer.start()
   first = runner.run_sweep(path, workdir, launcher, parallel=1, printer=lambda _: None)
   killer.join()
@@ -95,7 +100,8 @@ def test_run_killed_midway_is_recorded_and_resumes_on_rerun(tmp_path, launcher):
   assert rows_before and rows_before[0]["epoch"] == 1
 
   second = runner.run_sweep(path, workdir, launcher, parallel=1, printer=lambda _: None)
-  assert second[name]["status"] == "done"
+  log = os.path.join(workdir, name, runner.LOG_FILE)
+  assert second[name]["status"] == "done", (second[name], open(log).read()[-3000:])
   rows = metrics_lib.read_rows(os.path.join(workdir, name))
   assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
   assert rows[0]["wall_time_s"] == rows_before[0]["wall_time_s"]  # resumed, not restarted
