@@ -8,6 +8,7 @@ GPU), which catches block shapes and operations Triton refuses. The
 compiled-kernel test runs only where JAX has a GPU.
 """
 
+import contextlib
 import functools
 
 import flax.linen as nn
@@ -252,6 +253,16 @@ def test_second_order_derivatives_are_refused_by_name():
       jax.hessian(f)(x)
 
 
+def _cuda_target():
+  """Triton compiles for a compute capability: without a GPU to read it from,
+  JAX 0.11 wants an abstract device that says which (here an H100's, sm_90)."""
+  if not hasattr(jax.sharding, "AbstractDevice"):  # older JAX read none
+    return contextlib.nullcontext()
+  return jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh(
+      (), (), abstract_device=jax.sharding.AbstractDevice(
+          device_kind="NVIDIA H100", num_cores=None, platform="gpu")))
+
+
 @pytest.mark.parametrize("rows,features,dtype", [
     (8192, 768, jnp.float32), (100, 1000, jnp.bfloat16), (7, pallas_rows.MAX_FEATURES, jnp.float32),
     (33, 1, jnp.float32), (4096, 64, jnp.float16)])
@@ -263,8 +274,9 @@ def test_kernels_lower_to_triton_for_cuda(rows, features, dtype, centered):
   fwd_bwd = jax.grad(lambda x: jnp.sum(fwd(x).astype(jnp.float32) ** 2))
   unchecked = [export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
   for fn, kernels in ((fwd, 1), (fwd_bwd, 2)):
-    exported = export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=unchecked)(
-        jax.ShapeDtypeStruct((rows, features), dtype))
+    with _cuda_target():
+      exported = export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=unchecked)(
+          jax.ShapeDtypeStruct((rows, features), dtype))
     assert exported.mlir_module().count("__gpu$xla.gpu.triton") == kernels
 
 
