@@ -5,36 +5,80 @@
 #
 #   bash benchmarks/gpu_check.sh            # results under benchmarks/out/gpu (or $OUT)
 #
-# 1. the compiled Pallas kernels against the interpreter and the XLA path
-#    (tests/norms/test_pallas_rows.py, the test that is skipped without a GPU);
-# 2. forward and vjp timings with '% of peak' bandwidth: layer and RMS norm
-#    (XLA and Pallas) on (N, L, C) shapes, batch norm on NHWC, float32 and
-#    bf16, against flax.linen and PyTorch on CUDA in the same process.
-# Not yet run on a GPU: estimated 5-8 minutes on an H200, mostly compiling.
-# Knobs: PYTHON (default python3), REPEATS (15), GPU_CHECK_ROWS and
-# GPU_CHECK_NHWC (shapes), GPU_CHECK_PLATFORM (cuda; cpu to try the script out).
+# Stages, most important first, each with its own time limit so that a slow
+# one cannot starve the rest (a benchmark stops starting cases at its
+# --time_budget_s and writes its JSON after every case); all output also
+# goes to gpu_check.log:
+#  1. nvidia-smi, versions, and the copy bandwidth a plain kernel reaches;
+#  2. the compiled Pallas kernels against the interpreter and the XLA path
+#     (tests/norms/test_pallas_rows.py, the test that is skipped without a GPU);
+#  3. layer and RMS norm (XLA and Pallas) on large (N, L, C) shapes, and
+#     batch, instance and group norm on large NHWC shapes: forward and vjp,
+#     float32 and bf16, with '% of peak' bandwidth, against flax.linen and
+#     PyTorch on CUDA in the same process;
+#  4. the Pallas kernels' block sizes (benchmarks/pallas_tune.py);
+#  5. the CPU benchmark's own shapes and modes, all five core norms;
+#  6. the training step of resnet20 and cifar_cnn.
+# About 9 minutes at most. Knobs: PYTHON (default python3), REPEATS (15),
+# GPU_CHECK_PLATFORM (cuda; 'cpu' tries the script out on tiny shapes).
 set -u -o pipefail
 out=${OUT:-benchmarks/out/gpu}
 mkdir -p "$out"
+log="$out/gpu_check.log"
+: >"$log"
 py=${PYTHON:-python3}
+platform=${GPU_CHECK_PLATFORM:-cuda}
 export PYTHONUNBUFFERED=1 PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
-export JAX_PLATFORMS=${GPU_CHECK_PLATFORM:-cuda}
+export JAX_PLATFORMS=$platform
+# PyTorch shares the GPU with JAX in the same process: JAX takes less than
+# its default 75 % up front.
+export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.45}
 repeats=${REPEATS:-15}
 status=0
+start=$SECONDS
 
-(nvidia-smi || true) >"$out/nvidia_smi.txt" 2>&1
-"$py" -c "import jax, jaxlib; print(jax.__version__, jaxlib.__version__, jax.devices())" \
-  2>&1 | tee "$out/jax.txt" || exit 1
+if [ "$platform" = cpu ]; then  # a dry run: tiny shapes, the kernels interpreted
+  rows=4x8x64,2x16x128; nhwc=4x8x8x64; std=8x4x4x64,2x8x96; tune="--interpret --shapes=64x96"
+  train="--batch_size=8 --steps=1 --rounds=1"; bw=16
+else
+  rows=64x2048x1024,32x2048x4096,16384x8192; nhwc=128x56x56x256,256x32x32x512
+  std=128x32x32x64,32x56x56x256,256x8x8x512,16x512x768; tune="--shapes=64x2048x1024,16384x8192"
+  train="--batch_size=256 --steps=20 --rounds=5"; bw=1024
+fi
 
-"$py" -m pytest -q -p no:cacheprovider tests/norms/test_pallas_rows.py -k compiled 2>&1 \
-  | tee "$out/pallas_tests.txt" || status=1
+stage() {  # stage NAME LIMIT_SECONDS COMMAND...: runs it under a time limit, logged
+  local name=$1 limit=$2
+  shift 2
+  echo "=== $name (limit ${limit}s, at $((SECONDS - start))s)" | tee -a "$log"
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$log"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] || { echo "=== $name: exit status $rc" | tee -a "$log"; status=1; }
+}
 
-rows=${GPU_CHECK_ROWS:-16x512x768,64x2048x1024,32x2048x4096,16384x8192}
-nhwc=${GPU_CHECK_NHWC:-128x56x56x256,256x32x32x512}
-"$py" -m benchmarks.norms --norms=layer,layer_pallas,rms,rms_pallas --shapes="$rows" \
-  --dtypes=float32,bfloat16 --modes=fwd,vjp --repeats="$repeats" \
-  --json="$out/norms_rows.json" 2>&1 | tee "$out/norms_rows.txt" || status=1
-"$py" -m benchmarks.norms --norms=batch,instance,group --shapes="$nhwc" \
-  --dtypes=float32,bfloat16 --modes=fwd,vjp --repeats="$repeats" \
-  --json="$out/norms_nhwc.json" 2>&1 | tee "$out/norms_nhwc.txt" || status=1
+stage env 30 bash -c "(nvidia-smi || true); $py -c 'import jax, jaxlib, flax; \
+print(jax.__version__, jaxlib.__version__, flax.__version__, jax.devices())'"
+stage bandwidth 40 "$py" -m benchmarks.bandwidth --size_mib=$bw --repeats="$repeats" \
+  --json="$out/bandwidth.json"
+stage pallas_tests 75 "$py" -m pytest -q -p no:cacheprovider -p no:xdist -o addopts= \
+  tests/norms/test_pallas_rows.py -k "compiled or lower"
+norms() {  # norms NAME LIMIT BUDGET FLAGS...
+  local name=$1 limit=$2 budget=$3
+  shift 3
+  stage "$name" "$limit" "$py" -m benchmarks.norms --repeats="$repeats" --keep_going \
+    --time_budget_s="$budget" --json="$out/$name.json" "$@"
+}
+norms norms_rows 120 95 --norms=layer,layer_pallas,rms_pallas,rms --shapes=$rows \
+  --dtypes=float32,bfloat16 --modes=fwd,vjp
+norms norms_nhwc 90 65 --norms=batch,instance,group --shapes=$nhwc \
+  --dtypes=float32,bfloat16 --modes=fwd,vjp
+# shellcheck disable=SC2086  # $tune is a list of flags
+stage pallas_tune 75 "$py" -m benchmarks.pallas_tune $tune --dtypes=float32,bfloat16 \
+  --forward_blocks=1024,4096,16384 --max_warps=4,8,16 --backward_blocks=2048,4096,8192 \
+  --span_rows=8,32 --repeats="$repeats" --time_budget_s=40 --json="$out/pallas_tune.json"
+norms norms_std 100 75 --norms=batch,layer,group,instance,rms --shapes=$std \
+  --dtypes=float32,bfloat16 --modes=fwd,fwd+bwd,vjp
+# shellcheck disable=SC2086
+stage train_step 45 "$py" -m benchmarks.train_step --models=resnet20,cifar_cnn --norms=batch \
+  $train --json="$out/train_step.json"
+echo "=== done in $((SECONDS - start))s, status $status" | tee -a "$log"
 exit $status

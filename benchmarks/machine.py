@@ -24,6 +24,17 @@ _TUNE_HOST_ALLOCATOR = flags.DEFINE_bool(
     "measures with glibc's defaults, where large buffers are page-faulted in on every call.")
 
 
+# Vendor-specified peak memory bandwidth (GB/s) by jax device_kind.
+PEAK_GBPS = {"NVIDIA H200": 4800.0, "NVIDIA H100 80GB HBM3": 3350.0, "NVIDIA H100 PCIe": 2000.0,
+             "NVIDIA A100-SXM4-80GB": 2039.0, "NVIDIA A100-SXM4-40GB": 1555.0,
+             "NVIDIA A100 80GB PCIe": 1935.0, "NVIDIA L4": 300.0, "Tesla V100-SXM2-16GB": 900.0}
+
+
+def peak_gbps() -> float:
+  """The default device's datasheet memory bandwidth in GB/s (0 if unknown)."""
+  return PEAK_GBPS.get(jax.devices()[0].device_kind, 0.0)
+
+
 def setup_host() -> None:
   """Applies the host-allocator flag; call at the start of a benchmark's main."""
   if _TUNE_HOST_ALLOCATOR.value:
@@ -44,10 +55,15 @@ def machine_description() -> dict:
               omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", ""))
 
 
-def write_results(path: str, rows: list[dict]) -> None:
-  """Writes ``{"machine": ..., "rows": rows}`` as JSON (no-op for an empty path)."""
+def write_results(path: str, rows: list[dict], **extra) -> None:
+  """Writes ``{"machine": ..., "rows": rows, **extra}`` as JSON (no-op for an empty path).
+
+  Written to a temporary name and renamed, so that a run stopped while
+  writing leaves the previous complete file.
+  """
   if not path:
     return
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(dict(machine=machine_description(), rows=rows), f, indent=1)
+  with open(path + ".tmp", "w") as f:
+    json.dump(dict(machine=machine_description(), rows=rows, **extra), f, indent=1)
+  os.replace(path + ".tmp", path)

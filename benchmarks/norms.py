@@ -30,8 +30,8 @@ from benchmarks.machine import setup_host, write_results  # isort: skip
 
 import dataclasses
 import functools
-import statistics
 import time
+import traceback
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -41,6 +41,8 @@ import numpy as np
 from absl import app, flags
 
 import normzoo
+from benchmarks.machine import peak_gbps as device_peak_gbps
+from benchmarks.timing import time_interleaved
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("norms", ["batch", "layer", "group", "instance", "rms"],
@@ -65,12 +67,14 @@ flags.DEFINE_integer("calls_per_sample", 0,
                      "Python's dispatch would otherwise be timed with it).")
 flags.DEFINE_float("peak_gbps", 0.0,
                    "Peak memory bandwidth of the device in GB/s for the '% of peak' column (0: "
-                   "look the device kind up in PEAK_GBPS; unknown kinds get no column).")
-
-# Vendor-specified peak memory bandwidth (GB/s) by jax device_kind.
-PEAK_GBPS = {"NVIDIA H200": 4800.0, "NVIDIA H100 80GB HBM3": 3350.0, "NVIDIA H100 PCIe": 2000.0,
-             "NVIDIA A100-SXM4-80GB": 2039.0, "NVIDIA A100-SXM4-40GB": 1555.0,
-             "NVIDIA A100 80GB PCIe": 1935.0, "NVIDIA L4": 300.0, "Tesla V100-SXM2-16GB": 900.0}
+                   "the device kind's datasheet figure, benchmarks.machine.PEAK_GBPS; unknown "
+                   "kinds get no column).")
+flags.DEFINE_float("time_budget_s", 0.0,
+                   "Start no new case after this many seconds (0: no limit); the table and JSON "
+                   "then hold the cases that ran.")
+flags.DEFINE_bool("keep_going", False,
+                  "Report a case that raises and go on with the next (listed under 'failures' "
+                  "in the JSON) instead of stopping.")
 
 # normzoo module, flax.linen module, torch constructor (channels C) or None.
 _TORCH_NCHW = {
@@ -197,42 +201,15 @@ def _torch_fn(name: str, x: np.ndarray, mode: str, train: bool):
   return run_bwd
 
 
-def _block(out):
-  for leaf in jax.tree.leaves(out):  # (y, dx) in vjp mode; torch tensors are leaves too
-    if hasattr(leaf, "block_until_ready"):
-      leaf.block_until_ready()
-    elif getattr(leaf, "is_cuda", False):
-      import torch
-      torch.cuda.synchronize()
+@functools.lru_cache(maxsize=1)
+def _input(shape: tuple[int, ...]) -> np.ndarray:
+  """The case's random input, kept while the next case has the same shape.
 
-
-def time_interleaved(fns: dict[str, Callable], repeats: int, warmup: int = 10,
-                     calls: int = 1) -> dict[str, float]:
-  """Median seconds per call for each function, repetitions interleaved.
-
-  Each sample times ``calls`` calls in a row and blocks on the last one
-  only, so that on an accelerator the calls queue up behind each other.
-
-  The warm-up rounds also let the host heap grow to its steady size: with
-  the allocator tuned, the first ~20 calls of a large case still
-  page-fault fresh heap memory in, and would otherwise be timed.
+  Drawing 2^28 normals takes seconds: more than a GPU case spends timing.
   """
-  for _ in range(warmup):
-    for fn in fns.values():
-      _block(fn())
-  samples = {k: [] for k in fns}
-  order = list(fns)
-  rng = np.random.default_rng(0)
-  for _ in range(repeats):
-    rng.shuffle(order)  # no implementation always runs right after the same other one
-    for k in order:
-      fn = fns[k]
-      start = time.perf_counter()
-      for _ in range(calls - 1):
-        fn()
-      _block(fn())
-      samples[k].append((time.perf_counter() - start) / calls)
-  return {k: statistics.median(v) for k, v in samples.items()}
+  x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+  x.flags.writeable = False
+  return x
 
 
 def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bool,
@@ -247,8 +224,7 @@ def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bo
     return None
   if name in PALLAS and len(shape) == 4:
     return None  # layer norm over (H, W, C) there: not the kernel's last-axis layout
-  rng = np.random.default_rng(0)
-  x_np = rng.standard_normal(shape).astype(np.float32)
+  x_np = _input(shape)
   x = jnp.asarray(x_np, dtype)
   f_ours, f_flax = _jax_fn(ours_cls, kwargs, x, mode, train), _jax_fn(flax_cls, kwargs, x, mode,
                                                                        train)
@@ -312,13 +288,14 @@ def main(argv):
     shapes, dtypes, modes = [(128, 32, 32, 64)], ["float32"], ["fwd+bwd"]
   gpu = jax.default_backend() == "gpu"
   calls = FLAGS.calls_per_sample or (20 if gpu else 1)
-  peak_gbps = FLAGS.peak_gbps or PEAK_GBPS.get(jax.devices()[0].device_kind, 0.0)
+  peak_gbps = FLAGS.peak_gbps or device_peak_gbps()
   norms = FLAGS.norms
   if not gpu and any(n in PALLAS for n in norms):
     print(f"skipping {', '.join(n for n in norms if n in PALLAS)}: the Pallas kernels need a "
           f"GPU (backend: {jax.default_backend()})")
     norms = [n for n in norms if n not in PALLAS]
-  rows = []
+  rows, failures, skipped = [], [], 0
+  start = time.perf_counter()
   for name in norms:
     for shape in shapes:
       if name in ("layer", "rms", *PALLAS) or len(shape) == 4:
@@ -327,15 +304,31 @@ def main(argv):
             for train in ([True, False] if name == "batch" else [True]):
               if name in VARIANTS and len(shape) != 4:
                 continue
-              row = run_case(name, shape, dtype, mode, train, FLAGS.repeats, FLAGS.torch,
-                             calls, peak_gbps)
+              if FLAGS.time_budget_s and time.perf_counter() - start > FLAGS.time_budget_s:
+                skipped += 1
+                continue
+              try:
+                row = run_case(name, shape, dtype, mode, train, FLAGS.repeats, FLAGS.torch,
+                               calls, peak_gbps)
+              except Exception as e:  # pylint: disable=broad-except
+                if not FLAGS.keep_going:
+                  raise
+                case = f"{name} {'x'.join(map(str, shape))} {dtype} {mode} train={train}"
+                failures.append(dict(case=case, error=f"{type(e).__name__}: {e}"))
+                print(f"FAILED {case}:\n{traceback.format_exc()}", flush=True)
+                continue
               if row:
                 rows.append(row)
                 print(_format([row]).splitlines()[-1], flush=True)
+                # After every case: a run stopped from outside keeps what it measured.
+                write_results(FLAGS.json, rows, failures=failures)
   print()
   print(_format(rows))
-  write_results(FLAGS.json, rows)
-
+  if skipped:
+    print(f"\n--time_budget_s={FLAGS.time_budget_s:g} reached: {skipped} cases not run")
+  if failures:
+    print(f"\n{len(failures)} cases failed: " + "; ".join(f["case"] for f in failures))
+  write_results(FLAGS.json, rows, failures=failures, not_run=skipped)
 
 if __name__ == "__main__":
   app.run(main)

@@ -62,9 +62,11 @@ _BACKWARD_BLOCK_ELEMENTS = 4096
 # partial parameter gradients: the partial sums then take 1/32 of x's size
 # at most. Fewer when that would leave fewer instances than _MIN_INSTANCES
 # (about two per multiprocessor of a current GPU). Chosen without a GPU to
-# measure on: benchmarks/gpu_check.sh is where to tune them.
+# measure on: benchmarks/pallas_tune.py times the alternatives.
 _BACKWARD_SPAN_ROWS = 32
 _MIN_INSTANCES = 256
+# Warps per kernel instance: one per 256 elements of its block, at most this.
+_MAX_WARPS = 8
 
 
 class _Config(NamedTuple):
@@ -88,8 +90,16 @@ def _layout(rows: int, features: int, block_elements: int) -> tuple[int, int]:
   return block_rows, padded
 
 
+def _backward_layout(rows: int, features: int) -> tuple[int, int, int]:
+  """``(block_rows, padded_features, sub_blocks)``: an instance walks ``sub_blocks`` blocks."""
+  block_rows, padded = _layout(rows, features, _BACKWARD_BLOCK_ELEMENTS)
+  sub_blocks = max(1, min(_BACKWARD_SPAN_ROWS // block_rows,
+                          rows // (block_rows * _MIN_INSTANCES)))
+  return block_rows, padded, sub_blocks
+
+
 def _num_warps(block_rows: int, padded: int) -> int:
-  return max(1, min(8, block_rows * padded // 256))
+  return max(1, min(_MAX_WARPS, block_rows * padded // 256))
 
 
 def _valid(first_row, block_rows: int, padded: int, rows: int, features: int) -> Array:
@@ -216,9 +226,7 @@ def _forward_call(x, scale, bias, config: _Config):
 @functools.partial(jax.custom_jvp, nondiff_argnums=(5,))
 def _backward_call(x, gy, mean, inv, scale, config: _Config):
   rows, features = math.prod(x.shape[:-1]), x.shape[-1]
-  block_rows, padded = _layout(rows, features, _BACKWARD_BLOCK_ELEMENTS)
-  sub_blocks = max(1, min(_BACKWARD_SPAN_ROWS // block_rows,
-                          rows // (block_rows * _MIN_INSTANCES)))
+  block_rows, padded, sub_blocks = _backward_layout(rows, features)
   span = block_rows * sub_blocks
   blocks = pl.cdiv(rows, span)
   row_block = pl.BlockSpec((span, padded), lambda i: (i, 0))

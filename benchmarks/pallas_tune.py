@@ -1,0 +1,199 @@
+"""Block sizes of the Pallas row kernels, timed against each other on a GPU.
+
+    python -m benchmarks.pallas_tune                          # layer norm, two shapes
+    python -m benchmarks.pallas_tune --norm=rms --shapes=16x512x768 --dtypes=bfloat16
+
+For each shape and dtype, every variant of one kernel is compiled first and
+the variants are then timed interleaved (as ``benchmarks.norms`` does):
+
+* forward (``pallas_layer_norm`` / ``pallas_rms_norm``): elements per
+  instance (``--forward_blocks``) times the warp cap (``--max_warps``);
+* backward alone (the jitted pullback of ``jax.vjp``): elements per block
+  (``--backward_blocks``) times the rows one instance walks
+  (``--span_rows``), with the warps the module's rule gives.
+
+Variants that come out as the same launch (block rows, warps, rows walked)
+are timed once. The row marked ``default`` uses ``pallas_rows``' module
+constants, and ``vs default`` is each variant's time over its time.
+Traffic counts the minimum: forward reads x and writes y; backward reads x
+and the cotangent and writes dx. ``--interpret`` runs the kernels in the
+Pallas interpreter, to try the script out without a GPU (its times mean
+nothing).
+"""
+
+from __future__ import annotations
+
+# First: it sets OMP_WAIT_POLICY before anything can load PyTorch's OpenMP runtime.
+from benchmarks.machine import setup_host, write_results  # isort: skip
+
+import contextlib
+import functools
+import itertools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from benchmarks.machine import peak_gbps
+from benchmarks.timing import time_interleaved
+from normzoo.norms import pallas_rows
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("norm", "layer", ["layer", "rms"], "Which kernel pair.")
+flags.DEFINE_list("shapes", ["64x2048x1024", "16384x8192"], "(..., C) shapes, 'x'-separated.")
+flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Input dtypes (parameters stay float32).")
+flags.DEFINE_list("forward_blocks", ["1024", "2048", "4096", "8192", "16384"],
+                  "Elements one forward instance holds (_FORWARD_BLOCK_ELEMENTS).")
+flags.DEFINE_list("max_warps", ["4", "8", "16"], "Warp caps for the forward (_MAX_WARPS).")
+flags.DEFINE_list("backward_blocks", ["1024", "2048", "4096", "8192"],
+                  "Elements per backward block (_BACKWARD_BLOCK_ELEMENTS).")
+flags.DEFINE_list("span_rows", ["8", "32", "128"],
+                  "Rows one backward instance walks through (_BACKWARD_SPAN_ROWS).")
+flags.DEFINE_integer("repeats", 15, "Timed repetitions per variant (median reported).")
+flags.DEFINE_integer("calls_per_sample", 0, "Calls per timed sample (0: 20 on GPU, else 1).")
+flags.DEFINE_bool("interpret", False, "Pallas interpreter (no GPU needed; times meaningless).")
+flags.DEFINE_float("time_budget_s", 0.0, "Start no new shape/dtype after this many seconds (0: "
+                   "no limit).")
+flags.DEFINE_string("json", "benchmarks/out/pallas_tune.json", "Where to write results ('' = "
+                    "don't).")
+
+_KNOBS = ("_FORWARD_BLOCK_ELEMENTS", "_MAX_WARPS", "_BACKWARD_BLOCK_ELEMENTS",
+          "_BACKWARD_SPAN_ROWS")
+
+
+@contextlib.contextmanager
+def _constants(**values):
+  """Sets pallas_rows' tuning constants while a variant is traced and compiled."""
+  old = {k: getattr(pallas_rows, k) for k in values}
+  for k, v in values.items():
+    setattr(pallas_rows, k, v)
+  try:
+    yield
+  finally:
+    for k, v in old.items():
+      setattr(pallas_rows, k, v)
+
+
+def _forward_variants(rows: int, features: int) -> dict[str, dict]:
+  """Label -> constants, one per distinct forward launch; the default first."""
+  default = {k: getattr(pallas_rows, k) for k in ("_FORWARD_BLOCK_ELEMENTS", "_MAX_WARPS")}
+  variants, seen = {}, set()
+  grid = [default] + [dict(_FORWARD_BLOCK_ELEMENTS=int(b), _MAX_WARPS=int(w))
+                      for b, w in itertools.product(FLAGS.forward_blocks, FLAGS.max_warps)]
+  for consts in grid:
+    with _constants(**consts):
+      block_rows, padded = pallas_rows._layout(rows, features, pallas_rows._FORWARD_BLOCK_ELEMENTS)  # pylint: disable=protected-access
+      warps = pallas_rows._num_warps(block_rows, padded)  # pylint: disable=protected-access
+    if (block_rows, warps) in seen:
+      continue
+    seen.add((block_rows, warps))
+    label = f"{block_rows} rows x {padded}, {warps} warps" + (" (default)" if not variants else "")
+    variants[label] = consts
+  return variants
+
+
+def _backward_variants(rows: int, features: int) -> dict[str, dict]:
+  default = {k: getattr(pallas_rows, k) for k in ("_BACKWARD_BLOCK_ELEMENTS",
+                                                  "_BACKWARD_SPAN_ROWS")}
+  variants, seen = {}, set()
+  grid = [default] + [dict(_BACKWARD_BLOCK_ELEMENTS=int(b), _BACKWARD_SPAN_ROWS=int(s))
+                      for b, s in itertools.product(FLAGS.backward_blocks, FLAGS.span_rows)]
+  for consts in grid:
+    with _constants(**consts):
+      block_rows, padded, sub_blocks = pallas_rows._backward_layout(rows, features)  # pylint: disable=protected-access
+      warps = pallas_rows._num_warps(block_rows, padded)  # pylint: disable=protected-access
+    if (block_rows, sub_blocks, warps) in seen:
+      continue
+    seen.add((block_rows, sub_blocks, warps))
+    label = (f"{block_rows} rows x {padded}, walks {block_rows * sub_blocks} rows, {warps} warps"
+             + (" (default)" if not variants else ""))
+    variants[label] = consts
+  return variants
+
+
+def tune_shape(shape: tuple[int, ...], dtype: str, repeats: int, calls: int,
+               peak: float) -> list[dict]:
+  """Times every forward and backward variant at one shape and dtype."""
+  features, rows = shape[-1], int(np.prod(shape[:-1]))
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal(shape, np.float32), dtype)
+  ct = jnp.asarray(rng.standard_normal(shape, np.float32), dtype)
+  scale = jnp.asarray(1 + 0.1 * rng.standard_normal(features, np.float32))
+  bias = jnp.asarray(0.1 * rng.standard_normal(features, np.float32))
+  if FLAGS.norm == "layer":
+    fn = functools.partial(pallas_rows.pallas_layer_norm, interpret=FLAGS.interpret)
+    params = (scale, bias)
+  else:
+    fn = functools.partial(pallas_rows.pallas_rms_norm, interpret=FLAGS.interpret)
+    params = (scale,)
+  y, pull = jax.vjp(fn, x, *params)
+  ct = ct.astype(y.dtype)
+  out = []
+  for kernel, variants, args, nbytes in (
+      ("forward", _forward_variants(rows, features), (x, *params), x.nbytes + y.nbytes),
+      ("backward", _backward_variants(rows, features), (pull, ct),
+       x.nbytes + ct.nbytes + x.nbytes)):
+    target = jax.jit(fn) if kernel == "forward" else jax.jit(lambda pull, ct: pull(ct))
+    compiled = {}
+    for label, consts in variants.items():
+      with _constants(**consts):
+        compiled[label] = target.lower(*args).compile()
+    times = time_interleaved({k: functools.partial(c, *args) for k, c in compiled.items()},
+                             repeats, calls=calls)
+    default = next(iter(times.values()))
+    for label, seconds in times.items():
+      row = dict(norm=FLAGS.norm, kernel=kernel, shape="x".join(map(str, shape)), dtype=dtype,
+                 variant=label, constants=variants[label], ms=seconds * 1e3,
+                 gbps=nbytes / seconds / 1e9, vs_default=seconds / default)
+      if peak:
+        row["pct_peak"] = 100 * row["gbps"] / peak
+      out.append(row)
+  return out
+
+
+def _format(rows: list[dict]) -> str:
+  peak = any("pct_peak" in r for r in rows)
+  lines = ["| kernel | shape | dtype | variant | ms | GB/s |" + (" % of peak |" if peak else "")
+           + " vs default |", "|---|---|---|---|---|---|" + ("---|" if peak else "") + "---|"]
+  for r in rows:
+    lines.append(f"| {r['kernel']} | {r['shape']} | {r['dtype']} | {r['variant']} | "
+                 f"{r['ms']:.3f} | {r['gbps']:.0f} |" + (f" {r['pct_peak']:.0f} |" if peak else "")
+                 + f" {r['vs_default']:.2f} |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  setup_host()
+  if jax.default_backend() != "gpu" and not FLAGS.interpret:
+    raise app.UsageError(f"--interpret: the Pallas kernels need a GPU (backend: "
+                         f"{jax.default_backend()}); pass --interpret to try the script out")
+  calls = FLAGS.calls_per_sample or (20 if jax.default_backend() == "gpu" else 1)
+  peak = peak_gbps()
+  rows, skipped, start = [], [], time.perf_counter()
+  for shape_text in FLAGS.shapes:
+    for dtype in FLAGS.dtypes:
+      if FLAGS.time_budget_s and time.perf_counter() - start > FLAGS.time_budget_s:
+        skipped.append(f"{shape_text} {dtype}")
+        continue
+      shape = tuple(int(s) for s in shape_text.split("x"))
+      new = tune_shape(shape, dtype, FLAGS.repeats, calls, peak)
+      print(_format(new), flush=True)
+      rows += new
+      write_results(FLAGS.json, rows, knobs=list(_KNOBS))
+  if skipped:
+    print(f"--time_budget_s={FLAGS.time_budget_s:g} reached; not run: {', '.join(skipped)}")
+  best = {}
+  for r in rows:
+    key = (r["kernel"], r["shape"], r["dtype"])
+    if key not in best or r["ms"] < best[key]["ms"]:
+      best[key] = r
+  print("\nFastest per kernel, shape and dtype:")
+  print(_format(list(best.values())))
+  write_results(FLAGS.json, rows, knobs=list(_KNOBS), not_run=skipped)
+
+
+if __name__ == "__main__":
+  app.run(main)
