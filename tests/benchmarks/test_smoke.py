@@ -120,3 +120,60 @@ def test_norms_benchmark_times_the_pallas_modules():
   assert [r["norm"] for r in rows] == ["layer_pallas", "rms_pallas"]
   assert all(r["normzoo_ms"] > 0 and r["flax_ms"] > 0 for r in rows)
   assert conv_layout is None  # layer norm over (H, W, C): not the kernel's layout
+
+
+def test_bandwidth_benchmark(tmp_path):
+  path = tmp_path / "bw.json"
+  stdout = _run("benchmarks.bandwidth", "--size_mib=1", "--repeats=2", "--notorch", f"--json={path}")
+  rows = json.loads(path.read_text())["rows"]
+  assert [(r["op"], r["dtype"]) for r in rows] == [
+      (op, dtype) for dtype in ("float32", "bfloat16") for op in ("jax 2*x", "jax sum(x)")]
+  assert all(r["gbps"] > 0 and "pct_peak" not in r for r in rows)  # no datasheet figure for a CPU
+  assert "| jax 2*x | float32 | 1 |" in stdout
+
+
+def test_pallas_tune_in_the_interpreter(tmp_path):
+  path = tmp_path / "tune.json"
+  stdout = _run("benchmarks.pallas_tune", "--interpret", "--norm=rms", "--shapes=40x96",
+                "--dtypes=bfloat16", "--forward_blocks=128,4096", "--max_warps=1,8",
+                "--backward_blocks=128", "--span_rows=2", "--repeats=1", f"--json={path}")
+  rows = json.loads(path.read_text())["rows"]
+  forward = [r for r in rows if r["kernel"] == "forward"]
+  backward = [r for r in rows if r["kernel"] == "backward"]
+  # The default comes first; launches that come out the same are timed once
+  # (96 features pad to 128; a block holds a power of two of rows: 4096
+  # elements take 32, and one row of 128 elements gets one warp either way).
+  assert forward[0]["vs_default"] == 1.0
+  assert [r["variant"] for r in forward] == ["32 rows x 128, 8 warps (default)",
+                                             "1 rows x 128, 1 warps", "32 rows x 128, 1 warps"]
+  assert len(backward) == 2 and backward[0]["variant"].endswith("(default)")
+  assert "Fastest per kernel" in stdout
+
+
+def test_pallas_tune_refuses_to_run_without_a_gpu_unless_interpreted():
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-m", "benchmarks.pallas_tune", "--shapes=8x16"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode != 0 and "--interpret:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_norms_benchmark_time_budget_and_keep_going(tmp_path):
+  path = tmp_path / "norms.json"
+  # One value per channel: training-mode batch norm refuses it (a batch of
+  # one), which --keep_going records before going on to the other cases.
+  stdout = _run("benchmarks.norms", "--norms=batch,layer", "--shapes=1x1x1x32",
+                "--dtypes=float32", "--modes=fwd", "--repeats=1", "--notorch", "--keep_going",
+                f"--json={path}")
+  result = json.loads(path.read_text())
+  assert [f["case"] for f in result["failures"]] == ["batch 1x1x1x32 float32 fwd train=True"]
+  assert result["failures"][0]["error"].startswith("ValueError: batch_norm in training mode")
+  assert [(r["norm"], r["train"]) for r in result["rows"]] == [("batch", False), ("layer", True)]
+  assert "1 cases failed" in stdout
+  stdout = _run("benchmarks.norms", "--norms=batch,layer", "--shapes=8x4x4x32",
+                "--dtypes=float32", "--modes=fwd,vjp", "--repeats=1", "--notorch",
+                "--time_budget_s=0.001", f"--json={path}")
+  result = json.loads(path.read_text())
+  # The first case starts before any time has passed; the other five
+  # (batch: 2 modes x train/eval, layer: 2 modes) are not started.
+  assert len(result["rows"]) == 1 and result["not_run"] == 5
+  assert "--time_budget_s=0.001 reached: 5 cases not run" in stdout
