@@ -212,18 +212,22 @@ def _input(shape: tuple[int, ...]) -> np.ndarray:
   return x
 
 
+def applies(name: str, shape: tuple[int, ...]) -> bool:
+  """Whether the benchmark has a case for this normalizer at this shape."""
+  if (name in ("batch", "group", "instance") or name in VARIANTS) and len(shape) != 4:
+    return False
+  if name == "group" and shape[-1] % 32:
+    return False
+  # Layer norm over (H, W, C) is not the Pallas kernel's last-axis layout.
+  return not (name in PALLAS and len(shape) == 4)
+
+
 def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bool,
              repeats: int, use_torch: bool, calls: int = 1, peak_gbps: float = 0.0
              ) -> dict | None:
+  if not applies(name, shape):
+    return None
   ours_cls, flax_cls, kwargs = _modules(name, len(shape))
-  if ours_cls is None:
-    return None
-  if (name in ("batch", "group", "instance") or name in VARIANTS) and len(shape) != 4:
-    return None
-  if name == "group" and shape[-1] % 32:
-    return None
-  if name in PALLAS and len(shape) == 4:
-    return None  # layer norm over (H, W, C) there: not the kernel's last-axis layout
   x_np = _input(shape)
   x = jnp.asarray(x_np, dtype)
   f_ours, f_flax = _jax_fn(ours_cls, kwargs, x, mode, train), _jax_fn(flax_cls, kwargs, x, mode,
@@ -302,7 +306,7 @@ def main(argv):
         for dtype in dtypes:
           for mode in modes:
             for train in ([True, False] if name == "batch" else [True]):
-              if name in VARIANTS and len(shape) != 4:
+              if not applies(name, shape):
                 continue
               if FLAGS.time_budget_s and time.perf_counter() - start > FLAGS.time_budget_s:
                 skipped += 1
@@ -316,6 +320,7 @@ def main(argv):
                 case = f"{name} {'x'.join(map(str, shape))} {dtype} {mode} train={train}"
                 failures.append(dict(case=case, error=f"{type(e).__name__}: {e}"))
                 print(f"FAILED {case}:\n{traceback.format_exc()}", flush=True)
+                write_results(FLAGS.json, rows, failures=failures)
                 continue
               if row:
                 rows.append(row)
@@ -329,6 +334,7 @@ def main(argv):
   if failures:
     print(f"\n{len(failures)} cases failed: " + "; ".join(f["case"] for f in failures))
   write_results(FLAGS.json, rows, failures=failures, not_run=skipped)
+
 
 if __name__ == "__main__":
   app.run(main)

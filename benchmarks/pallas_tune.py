@@ -113,6 +113,11 @@ def _backward_variants(rows: int, features: int) -> dict[str, dict]:
   return variants
 
 
+def _blocks(label: str) -> str:
+  """A variant label without its warp count (and default mark)."""
+  return label.replace(" (default)", "").rsplit(",", 1)[0]
+
+
 def tune_shape(shape: tuple[int, ...], dtype: str, repeats: int, calls: int,
                peak: float) -> list[dict]:
   """Times every forward and backward variant at one shape and dtype."""
@@ -128,19 +133,39 @@ def tune_shape(shape: tuple[int, ...], dtype: str, repeats: int, calls: int,
   else:
     fn = functools.partial(pallas_rows.pallas_rms_norm, interpret=FLAGS.interpret)
     params = (scale,)
-  y, pull = jax.vjp(fn, x, *params)
+  y = jax.eval_shape(fn, x, *params)
   ct = ct.astype(y.dtype)
+
+  def arguments(kernel: str) -> tuple:
+    """The timed function's arguments; read under a variant's constants."""
+    if kernel == "forward":
+      return (x, *params)
+    # A pullback of its own per variant, traced with that variant's constants.
+    return (jax.vjp(fn, x, *params)[1], ct)
+
   out = []
-  for kernel, variants, args, nbytes in (
-      ("forward", _forward_variants(rows, features), (x, *params), x.nbytes + y.nbytes),
-      ("backward", _backward_variants(rows, features), (pull, ct),
-       x.nbytes + ct.nbytes + x.nbytes)):
-    target = jax.jit(fn) if kernel == "forward" else jax.jit(lambda pull, ct: pull(ct))
-    compiled = {}
+  for kernel, variants, nbytes in (
+      ("forward", _forward_variants(rows, features), x.nbytes + y.size * y.dtype.itemsize),
+      ("backward", _backward_variants(rows, features), x.nbytes + ct.nbytes + x.nbytes)):
+    compiled, args = {}, {}
     for label, consts in variants.items():
+      # A new function per variant: jit caches its trace by the function, and
+      # the constants are read while tracing.
+      target = (jax.jit(lambda *a: fn(*a)) if kernel == "forward"
+                else jax.jit(lambda pull, ct: pull(ct)))
       with _constants(**consts):
-        compiled[label] = target.lower(*args).compile()
-    times = time_interleaved({k: functools.partial(c, *args) for k, c in compiled.items()},
+        args[label] = arguments(kernel)
+        compiled[label] = target.lower(*args[label]).compile()
+    # Distinct launches must compile to distinct programs. They once did
+    # not: one jitted function served every variant, its first trace was
+    # cached, and a whole GPU sweep timed one program.
+    # The interpreter ignores the warp count: there only the blocks must differ.
+    expected = (len({_blocks(label) for label in compiled}) if FLAGS.interpret
+                else len(compiled))
+    if len({c.as_text() for c in compiled.values()}) != expected:
+      raise RuntimeError(f"{kernel} variants at {shape} compiled to the same program: the "
+                         f"constants did not reach the kernel")
+    times = time_interleaved({k: functools.partial(c, *args[k]) for k, c in compiled.items()},
                              repeats, calls=calls)
     default = next(iter(times.values()))
     for label, seconds in times.items():

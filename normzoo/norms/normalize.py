@@ -241,15 +241,19 @@ def param_axes(param: Array, x: Array) -> tuple[int, ...]:
 
 
 def _barrier(values):
-  """``lax.optimization_barrier`` on CPU, where it keeps passes fused (below); else identity.
+  """``lax.optimization_barrier``, which keeps XLA:CPU's passes fused (below), except on GPU.
 
   On GPU the same barriers cost a pass: XLA:GPU fuses the forward's output
   and the backward's reductions, which both read ``x``, into one kernel
   only without them (H200, vjp time relative to flax.linen with / without
   the barriers: batch norm 128x56x56x256 1.12 / 1.01, layer norm over 1024
-  features 1.12 / 0.99, instance norm 256x32x32x512 1.19 / 1.07).
+  features 1.12 / 0.99, instance norm 256x32x32x512 1.19 / 1.07). TPU
+  keeps them (not measured there). Decided by the default backend when
+  traced, as the variance method is (``stats.variance_method``): a program
+  traced for another platform gets the default backend's choice, which
+  changes its speed, not its result.
   """
-  return lax.optimization_barrier(values) if jax.default_backend() == "cpu" else values
+  return values if jax.default_backend() == "gpu" else lax.optimization_barrier(values)
 
 
 def _backward(spec: StatSpec, residuals, cotangents):
