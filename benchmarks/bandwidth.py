@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from benchmarks.machine import peak_gbps
-from benchmarks.timing import time_interleaved
+from benchmarks.timing import calls_per_sample, time_interleaved
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("size_mib", 1024, "Array size in MiB (per dtype).")
@@ -45,8 +45,7 @@ def _torch_case(dtype: str, n: int):
 def main(argv):
   del argv
   setup_host()
-  gpu = jax.default_backend() == "gpu"
-  calls = 20 if gpu else 1
+  calls = calls_per_sample()
   peak = peak_gbps()
   rows = []
   for dtype in ("float32", "bfloat16"):

@@ -42,7 +42,7 @@ from absl import app, flags
 
 import normzoo
 from benchmarks.machine import peak_gbps as device_peak_gbps
-from benchmarks.timing import time_interleaved
+from benchmarks.timing import calls_per_sample, time_interleaved
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("norms", ["batch", "layer", "group", "instance", "rms"],
@@ -291,7 +291,7 @@ def main(argv):
   if FLAGS.quick:
     shapes, dtypes, modes = [(128, 32, 32, 64)], ["float32"], ["fwd+bwd"]
   gpu = jax.default_backend() == "gpu"
-  calls = FLAGS.calls_per_sample or (20 if gpu else 1)
+  calls = calls_per_sample(FLAGS.calls_per_sample)
   peak_gbps = FLAGS.peak_gbps or device_peak_gbps()
   norms = FLAGS.norms
   if not gpu and any(n in PALLAS for n in norms):
@@ -300,33 +300,28 @@ def main(argv):
     norms = [n for n in norms if n not in PALLAS]
   rows, failures, skipped = [], [], 0
   start = time.perf_counter()
-  for name in norms:
-    for shape in shapes:
-      if name in ("layer", "rms", *PALLAS) or len(shape) == 4:
-        for dtype in dtypes:
-          for mode in modes:
-            for train in ([True, False] if name == "batch" else [True]):
-              if not applies(name, shape):
-                continue
-              if FLAGS.time_budget_s and time.perf_counter() - start > FLAGS.time_budget_s:
-                skipped += 1
-                continue
-              try:
-                row = run_case(name, shape, dtype, mode, train, FLAGS.repeats, FLAGS.torch,
-                               calls, peak_gbps)
-              except Exception as e:  # pylint: disable=broad-except
-                if not FLAGS.keep_going:
-                  raise
-                case = f"{name} {'x'.join(map(str, shape))} {dtype} {mode} train={train}"
-                failures.append(dict(case=case, error=f"{type(e).__name__}: {e}"))
-                print(f"FAILED {case}:\n{traceback.format_exc()}", flush=True)
-                write_results(FLAGS.json, rows, failures=failures)
-                continue
-              if row:
-                rows.append(row)
-                print(_format([row]).splitlines()[-1], flush=True)
-                # After every case: a run stopped from outside keeps what it measured.
-                write_results(FLAGS.json, rows, failures=failures)
+  cases = [(name, shape, dtype, mode, train)
+           for name in norms for shape in shapes if applies(name, shape)
+           for dtype in dtypes for mode in modes
+           for train in ([True, False] if name == "batch" else [True])]
+  for name, shape, dtype, mode, train in cases:
+    if FLAGS.time_budget_s and time.perf_counter() - start > FLAGS.time_budget_s:
+      skipped += 1
+      continue
+    try:
+      row = run_case(name, shape, dtype, mode, train, FLAGS.repeats, FLAGS.torch, calls,
+                     peak_gbps)
+    except Exception as e:  # pylint: disable=broad-except
+      if not FLAGS.keep_going:
+        raise
+      case = f"{name} {'x'.join(map(str, shape))} {dtype} {mode} train={train}"
+      failures.append(dict(case=case, error=f"{type(e).__name__}: {e}"))
+      print(f"FAILED {case}:\n{traceback.format_exc()}", flush=True)
+    else:
+      rows.append(row)
+      print(_format([row]).splitlines()[-1], flush=True)
+    # After every case: a run stopped from outside keeps what it measured.
+    write_results(FLAGS.json, rows, failures=failures)
   print()
   print(_format(rows))
   if skipped:

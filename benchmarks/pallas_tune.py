@@ -30,6 +30,8 @@ import contextlib
 import functools
 import itertools
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +39,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.machine import peak_gbps
-from benchmarks.timing import time_interleaved
+from benchmarks.timing import calls_per_sample, time_interleaved
 from normzoo.norms import pallas_rows
 
 FLAGS = flags.FLAGS
@@ -76,46 +78,47 @@ def _constants(**values):
       setattr(pallas_rows, k, v)
 
 
-def _forward_variants(rows: int, features: int) -> dict[str, dict]:
-  """Label -> constants, one per distinct forward launch; the default first."""
-  default = {k: getattr(pallas_rows, k) for k in ("_FORWARD_BLOCK_ELEMENTS", "_MAX_WARPS")}
+class _Variant(NamedTuple):
+  constants: dict  # pallas_rows' constants to set while tracing
+  blocks: str      # the launch's block layout: all the interpreter sees of it
+  warps: int
+
+
+def _variants(knobs: tuple[str, str], values: tuple[list[str], list[str]],
+              launch: Callable[[], tuple[str, int]]) -> dict[str, _Variant]:
+  """Label -> variant, one per distinct launch; the module's defaults first.
+
+  ``launch()`` describes the launch that the constants set at the time give.
+  """
+  default = {k: getattr(pallas_rows, k) for k in knobs}
+  grid = [default] + [dict(zip(knobs, map(int, v))) for v in itertools.product(*values)]
   variants, seen = {}, set()
-  grid = [default] + [dict(_FORWARD_BLOCK_ELEMENTS=int(b), _MAX_WARPS=int(w))
-                      for b, w in itertools.product(FLAGS.forward_blocks, FLAGS.max_warps)]
   for consts in grid:
     with _constants(**consts):
-      block_rows, padded = pallas_rows._layout(rows, features, pallas_rows._FORWARD_BLOCK_ELEMENTS)  # pylint: disable=protected-access
-      warps = pallas_rows._num_warps(block_rows, padded)  # pylint: disable=protected-access
-    if (block_rows, warps) in seen:
+      blocks, warps = launch()
+    if (blocks, warps) in seen:
       continue
-    seen.add((block_rows, warps))
-    label = f"{block_rows} rows x {padded}, {warps} warps" + (" (default)" if not variants else "")
-    variants[label] = consts
+    seen.add((blocks, warps))
+    label = f"{blocks}, {warps} warps" + (" (default)" if not variants else "")
+    variants[label] = _Variant(consts, blocks, warps)
   return variants
 
 
-def _backward_variants(rows: int, features: int) -> dict[str, dict]:
-  default = {k: getattr(pallas_rows, k) for k in ("_BACKWARD_BLOCK_ELEMENTS",
-                                                  "_BACKWARD_SPAN_ROWS")}
-  variants, seen = {}, set()
-  grid = [default] + [dict(_BACKWARD_BLOCK_ELEMENTS=int(b), _BACKWARD_SPAN_ROWS=int(s))
-                      for b, s in itertools.product(FLAGS.backward_blocks, FLAGS.span_rows)]
-  for consts in grid:
-    with _constants(**consts):
-      block_rows, padded, sub_blocks = pallas_rows._backward_layout(rows, features)  # pylint: disable=protected-access
-      warps = pallas_rows._num_warps(block_rows, padded)  # pylint: disable=protected-access
-    if (block_rows, sub_blocks, warps) in seen:
-      continue
-    seen.add((block_rows, sub_blocks, warps))
-    label = (f"{block_rows} rows x {padded}, walks {block_rows * sub_blocks} rows, {warps} warps"
-             + (" (default)" if not variants else ""))
-    variants[label] = consts
-  return variants
+def _forward_variants(rows: int, features: int) -> dict[str, _Variant]:
+  def launch():
+    block_rows, padded = pallas_rows._layout(rows, features, pallas_rows._FORWARD_BLOCK_ELEMENTS)  # pylint: disable=protected-access
+    return f"{block_rows} rows x {padded}", pallas_rows._num_warps(block_rows, padded)  # pylint: disable=protected-access
+  return _variants(("_FORWARD_BLOCK_ELEMENTS", "_MAX_WARPS"),
+                   (FLAGS.forward_blocks, FLAGS.max_warps), launch)
 
 
-def _blocks(label: str) -> str:
-  """A variant label without its warp count (and default mark)."""
-  return label.replace(" (default)", "").rsplit(",", 1)[0]
+def _backward_variants(rows: int, features: int) -> dict[str, _Variant]:
+  def launch():
+    block_rows, padded, sub_blocks = pallas_rows._backward_layout(rows, features)  # pylint: disable=protected-access
+    return (f"{block_rows} rows x {padded}, walks {block_rows * sub_blocks} rows",
+            pallas_rows._num_warps(block_rows, padded))  # pylint: disable=protected-access
+  return _variants(("_BACKWARD_BLOCK_ELEMENTS", "_BACKWARD_SPAN_ROWS"),
+                   (FLAGS.backward_blocks, FLAGS.span_rows), launch)
 
 
 def tune_shape(shape: tuple[int, ...], dtype: str, repeats: int, calls: int,
@@ -148,19 +151,19 @@ def tune_shape(shape: tuple[int, ...], dtype: str, repeats: int, calls: int,
       ("forward", _forward_variants(rows, features), x.nbytes + y.size * y.dtype.itemsize),
       ("backward", _backward_variants(rows, features), x.nbytes + ct.nbytes + x.nbytes)):
     compiled, args = {}, {}
-    for label, consts in variants.items():
+    for label, variant in variants.items():
       # A new function per variant: jit caches its trace by the function, and
       # the constants are read while tracing.
       target = (jax.jit(lambda *a: fn(*a)) if kernel == "forward"
                 else jax.jit(lambda pull, ct: pull(ct)))
-      with _constants(**consts):
+      with _constants(**variant.constants):
         args[label] = arguments(kernel)
         compiled[label] = target.lower(*args[label]).compile()
     # Distinct launches must compile to distinct programs. They once did
     # not: one jitted function served every variant, its first trace was
     # cached, and a whole GPU sweep timed one program.
     # The interpreter ignores the warp count: there only the blocks must differ.
-    expected = (len({_blocks(label) for label in compiled}) if FLAGS.interpret
+    expected = (len({v.blocks for v in variants.values()}) if FLAGS.interpret
                 else len(compiled))
     if len({c.as_text() for c in compiled.values()}) != expected:
       raise RuntimeError(f"{kernel} variants at {shape} compiled to the same program: the "
@@ -170,7 +173,7 @@ def tune_shape(shape: tuple[int, ...], dtype: str, repeats: int, calls: int,
     default = next(iter(times.values()))
     for label, seconds in times.items():
       row = dict(norm=FLAGS.norm, kernel=kernel, shape="x".join(map(str, shape)), dtype=dtype,
-                 variant=label, constants=variants[label], ms=seconds * 1e3,
+                 variant=label, constants=variants[label].constants, ms=seconds * 1e3,
                  gbps=nbytes / seconds / 1e9, vs_default=seconds / default)
       if peak:
         row["pct_peak"] = 100 * row["gbps"] / peak
@@ -195,7 +198,7 @@ def main(argv):
   if jax.default_backend() != "gpu" and not FLAGS.interpret:
     raise app.UsageError(f"--interpret: the Pallas kernels need a GPU (backend: "
                          f"{jax.default_backend()}); pass --interpret to try the script out")
-  calls = FLAGS.calls_per_sample or (20 if jax.default_backend() == "gpu" else 1)
+  calls = calls_per_sample(FLAGS.calls_per_sample)
   peak = peak_gbps()
   rows, skipped, start = [], [], time.perf_counter()
   for shape_text in FLAGS.shapes:
