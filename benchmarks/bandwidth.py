@@ -22,8 +22,8 @@ from benchmarks.machine import peak_gbps
 from benchmarks.timing import calls_per_sample, time_interleaved
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("size_mib", 1024, "Array size in MiB (per dtype).")
-flags.DEFINE_integer("repeats", 15, "Timed repetitions (median reported).")
+flags.DEFINE_integer("size_mib", 1024, "Array size in MiB (per dtype).", lower_bound=1)
+flags.DEFINE_integer("repeats", 15, "Timed repetitions (median reported).", lower_bound=1)
 flags.DEFINE_bool("torch", True, "Include PyTorch on the same device when it has one.")
 flags.DEFINE_string("json", "benchmarks/out/bandwidth.json", "Where to write results ('' = "
                     "don't).")

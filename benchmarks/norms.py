@@ -41,6 +41,7 @@ import numpy as np
 from absl import app, flags
 
 import normzoo
+from benchmarks.cli import parse_shapes
 from benchmarks.machine import peak_gbps as device_peak_gbps
 from benchmarks.timing import calls_per_sample, time_interleaved
 
@@ -282,8 +283,13 @@ def _format(rows: list[dict]) -> str:
 def main(argv):
   del argv
   setup_host()
-  shapes = [tuple(int(s) for s in shape.split("x")) for shape in FLAGS.shapes]
+  shapes = parse_shapes("shapes", FLAGS.shapes)
   dtypes, modes = FLAGS.dtypes, FLAGS.modes
+  known = ("batch", "layer", "group", "instance", "rms", *PALLAS, *VARIANTS)
+  unknown = [n for n in FLAGS.norms if n not in known]
+  if unknown:
+    raise app.UsageError(f"--norms: unknown {', '.join(map(repr, unknown))}; "
+                         f"valid: {', '.join(known)}")
   unknown = [m for m in modes if m not in MODES]
   if unknown:
     raise app.UsageError(f"--modes: unknown {', '.join(map(repr, unknown))}; "

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from benchmarks.cli import parse_ints, parse_shapes
 from benchmarks.machine import peak_gbps
 from benchmarks.timing import calls_per_sample, time_interleaved
 from normzoo.norms import pallas_rows
@@ -53,7 +54,8 @@ flags.DEFINE_list("backward_blocks", ["1024", "2048", "4096", "8192"],
                   "Elements per backward block (_BACKWARD_BLOCK_ELEMENTS).")
 flags.DEFINE_list("span_rows", ["8", "32", "128"],
                   "Rows one backward instance walks through (_BACKWARD_SPAN_ROWS).")
-flags.DEFINE_integer("repeats", 15, "Timed repetitions per variant (median reported).")
+flags.DEFINE_integer("repeats", 15, "Timed repetitions per variant (median reported).",
+                     lower_bound=1)
 flags.DEFINE_integer("calls_per_sample", 0, "Calls per timed sample (0: 20 on GPU, else 1).")
 flags.DEFINE_bool("interpret", False, "Pallas interpreter (no GPU needed; times meaningless).")
 flags.DEFINE_float("time_budget_s", 0.0, "Start no new shape/dtype after this many seconds (0: "
@@ -84,14 +86,14 @@ class _Variant(NamedTuple):
   warps: int
 
 
-def _variants(knobs: tuple[str, str], values: tuple[list[str], list[str]],
+def _variants(knobs: tuple[str, str], values: tuple[list[int], list[int]],
               launch: Callable[[], tuple[str, int]]) -> dict[str, _Variant]:
   """Label -> variant, one per distinct launch; the module's defaults first.
 
   ``launch()`` describes the launch that the constants set at the time give.
   """
   default = {k: getattr(pallas_rows, k) for k in knobs}
-  grid = [default] + [dict(zip(knobs, map(int, v))) for v in itertools.product(*values)]
+  grid = [default] + [dict(zip(knobs, v)) for v in itertools.product(*values)]
   variants, seen = {}, set()
   for consts in grid:
     with _constants(**consts):
@@ -104,24 +106,32 @@ def _variants(knobs: tuple[str, str], values: tuple[list[str], list[str]],
   return variants
 
 
-def _forward_variants(rows: int, features: int) -> dict[str, _Variant]:
+class Grid(NamedTuple):
+  """The values to try, from the flags."""
+  forward_blocks: list[int]
+  max_warps: list[int]
+  backward_blocks: list[int]
+  span_rows: list[int]
+
+
+def _forward_variants(rows: int, features: int, grid: Grid) -> dict[str, _Variant]:
   def launch():
     block_rows, padded = pallas_rows._layout(rows, features, pallas_rows._FORWARD_BLOCK_ELEMENTS)  # pylint: disable=protected-access
     return f"{block_rows} rows x {padded}", pallas_rows._num_warps(block_rows, padded)  # pylint: disable=protected-access
   return _variants(("_FORWARD_BLOCK_ELEMENTS", "_MAX_WARPS"),
-                   (FLAGS.forward_blocks, FLAGS.max_warps), launch)
+                   (grid.forward_blocks, grid.max_warps), launch)
 
 
-def _backward_variants(rows: int, features: int) -> dict[str, _Variant]:
+def _backward_variants(rows: int, features: int, grid: Grid) -> dict[str, _Variant]:
   def launch():
     block_rows, padded, sub_blocks = pallas_rows._backward_layout(rows, features)  # pylint: disable=protected-access
     return (f"{block_rows} rows x {padded}, walks {block_rows * sub_blocks} rows",
             pallas_rows._num_warps(block_rows, padded))  # pylint: disable=protected-access
   return _variants(("_BACKWARD_BLOCK_ELEMENTS", "_BACKWARD_SPAN_ROWS"),
-                   (FLAGS.backward_blocks, FLAGS.span_rows), launch)
+                   (grid.backward_blocks, grid.span_rows), launch)
 
 
-def tune_shape(shape: tuple[int, ...], dtype: str, repeats: int, calls: int,
+def tune_shape(shape: tuple[int, ...], dtype: str, grid: Grid, repeats: int, calls: int,
                peak: float) -> list[dict]:
   """Times every forward and backward variant at one shape and dtype."""
   features, rows = shape[-1], int(np.prod(shape[:-1]))
@@ -148,8 +158,8 @@ def tune_shape(shape: tuple[int, ...], dtype: str, repeats: int, calls: int,
 
   out = []
   for kernel, variants, nbytes in (
-      ("forward", _forward_variants(rows, features), x.nbytes + y.size * y.dtype.itemsize),
-      ("backward", _backward_variants(rows, features), x.nbytes + ct.nbytes + x.nbytes)):
+      ("forward", _forward_variants(rows, features, grid), x.nbytes + y.size * y.dtype.itemsize),
+      ("backward", _backward_variants(rows, features, grid), x.nbytes + ct.nbytes + x.nbytes)):
     compiled, args = {}, {}
     for label, variant in variants.items():
       # A new function per variant: jit caches its trace by the function, and
@@ -198,16 +208,17 @@ def main(argv):
   if jax.default_backend() != "gpu" and not FLAGS.interpret:
     raise app.UsageError(f"--interpret: the Pallas kernels need a GPU (backend: "
                          f"{jax.default_backend()}); pass --interpret to try the script out")
+  shapes = parse_shapes("shapes", FLAGS.shapes)
+  grid = Grid(*(parse_ints(name, getattr(FLAGS, name)) for name in Grid._fields))
   calls = calls_per_sample(FLAGS.calls_per_sample)
   peak = peak_gbps()
   rows, skipped, start = [], [], time.perf_counter()
-  for shape_text in FLAGS.shapes:
+  for shape in shapes:
     for dtype in FLAGS.dtypes:
       if FLAGS.time_budget_s and time.perf_counter() - start > FLAGS.time_budget_s:
-        skipped.append(f"{shape_text} {dtype}")
+        skipped.append(f"{'x'.join(map(str, shape))} {dtype}")
         continue
-      shape = tuple(int(s) for s in shape_text.split("x"))
-      new = tune_shape(shape, dtype, FLAGS.repeats, calls, peak)
+      new = tune_shape(shape, dtype, grid, FLAGS.repeats, calls, peak)
       print(_format(new), flush=True)
       rows += new
       write_results(FLAGS.json, rows, knobs=list(_KNOBS))

@@ -71,14 +71,19 @@ def test_profile_step_classifies_ops_by_what_they_compute():
   assert "conv/dot" in kinds.values() and "other" in kinds.values()
 
 
-def test_benchmarks_name_the_flag_of_an_unknown_model_norm_or_mode():
+def test_benchmarks_name_the_flag_of_a_bad_value():
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   cases = [
       ("benchmarks.train_step", ["--models=mnist_cnn,resnet99", "--rounds=1"], "--models"),
       ("benchmarks.train_step", ["--models=mnist_cnn_small", "--norms=batch,bacth"], "--norms"),
       ("benchmarks.profile_step", ["--model=resnet99"], "--model"),
       ("benchmarks.profile_step", ["--norm=frn"], "--norm"),
-      ("benchmarks.norms", ["--modes=fwd,bwd"], "--modes")]
+      ("benchmarks.norms", ["--modes=fwd,bwd"], "--modes"),
+      ("benchmarks.norms", ["--norms=batch,bacth"], "--norms"),
+      ("benchmarks.norms", ["--shapes=8x4xq"], "--shapes"),
+      ("benchmarks.pallas_tune", ["--interpret", "--shapes=0x8"], "--shapes"),
+      ("benchmarks.pallas_tune", ["--interpret", "--forward_blocks=1024,big"], "--forward_blocks"),
+      ("benchmarks.bandwidth", ["--size_mib=0"], "--size_mib=0")]
   # Started together: each spends seconds importing JAX before it fails.
   procs = [(module, args, flag, subprocess.Popen(
       [sys.executable, "-m", module, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
