@@ -28,19 +28,16 @@ from __future__ import annotations
 # First: it sets OMP_WAIT_POLICY before anything can load PyTorch's OpenMP runtime.
 from benchmarks.machine import setup_host, write_results  # isort: skip
 
-import dataclasses
-import functools
 import time
 import traceback
 from collections.abc import Callable
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-import normzoo
+from benchmarks.cases import MODES, PALLAS, VARIANTS, applies, input_array, jax_program, modules
 from benchmarks.cli import parse_shapes
 from benchmarks.machine import peak_gbps as device_peak_gbps
 from benchmarks.timing import calls_per_sample, time_interleaved
@@ -54,7 +51,6 @@ flags.DEFINE_list("norms", ["batch", "layer", "group", "instance", "rms"],
 flags.DEFINE_list("shapes", ["128x32x32x64", "32x56x56x256", "256x8x8x512", "16x512x768"],
                   "NHWC (or N,L,C for layer/rms) shapes, 'x'-separated.")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Input dtypes.")
-MODES = ("fwd", "fwd+bwd", "vjp")
 flags.DEFINE_list("modes", list(MODES),
                   "What to time: fwd, fwd+bwd (grad of sum(y^2)), vjp (y and dx for a given "
                   "cotangent).")
@@ -77,78 +73,17 @@ flags.DEFINE_bool("keep_going", False,
                   "Report a case that raises and go on with the next (listed under 'failures' "
                   "in the JSON) instead of stopping.")
 
-# normzoo module, flax.linen module, torch constructor (channels C) or None.
+# PyTorch module names for the NCHW layers, by number of spatial axes.
 _TORCH_NCHW = {
     "batch": lambda c, nd: {1: "BatchNorm1d", 2: "BatchNorm2d"}.get(nd),
     "instance": lambda c, nd: {1: "InstanceNorm1d", 2: "InstanceNorm2d"}.get(nd),
 }
 
 
-def _modules(name: str, x_ndim: int):
-  """(ours, theirs, module kwargs for training mode) for a normalizer name."""
-  conv_layout = x_ndim == 4
-  if name == "batch":
-    return normzoo.BatchNorm, nn.BatchNorm, dict(momentum=0.9)
-  if name == "layer":
-    axes = dict(reduction_axes=(1, 2, 3)) if conv_layout else {}
-    return normzoo.LayerNorm, nn.LayerNorm, axes
-  if name == "group":
-    return normzoo.GroupNorm, nn.GroupNorm, dict(num_groups=32)
-  if name == "instance":
-    return normzoo.InstanceNorm, nn.InstanceNorm, {}
-  if name == "rms":
-    return normzoo.RMSNorm, nn.RMSNorm, {}
-  if name in PALLAS:
-    ours, theirs, kwargs = _modules(PALLAS[name], x_ndim)
-    return functools.partial(ours, implementation="pallas"), theirs, kwargs
-  if name in VARIANTS:
-    # flax.linen has no counterpart: timed against the layer they replace.
-    return normzoo.get_norm(name, **VARIANTS[name]), nn.BatchNorm, {}
-  raise ValueError(f"unknown benchmark norm {name!r}")
-
-
-# The Pallas kernels (last axis only, GPU) and the norm each stands in for.
-PALLAS = {"layer_pallas": "layer", "rms_pallas": "rms"}
-
-# Research variants (4-d inputs only), with the arguments the sweeps use.
-VARIANTS = {"batch_renorm": {"momentum": 0.9}, "ghost_batch": {"momentum": 0.9},
-            "frn": {}, "evonorm_b0": {"momentum": 0.9}, "evonorm_s0": {"num_groups": 8},
-            "switchable": {"momentum": 0.9}}
-
-
-
 def _jax_fn(module_cls, kwargs, x, mode: str, train: bool) -> Callable:
-  """``fn(x)`` timing one implementation; its variables are jit arguments, as in training.
-
-  Closing over them instead would make them compile-time constants, which
-  XLA folds into the normalizer and fuses differently from a real step.
-  """
-  cls = getattr(module_cls, "func", module_cls)  # functools.partial from get_norm
-  is_bn = "use_running_average" in {f.name for f in dataclasses.fields(cls)}
-  module = module_cls(**kwargs, **({"use_running_average": not train} if is_bn else {}))
-  variables = module.init(jax.random.PRNGKey(0), x)
-  mutable = ["batch_stats"] if is_bn and train else False
-
-  def forward(x, variables):
-    out = module.apply(variables, x, mutable=mutable)
-    return out[0] if mutable else out
-
-  if mode == "fwd":
-    fn = jax.jit(forward)
-  elif mode == "vjp":
-    out = jax.eval_shape(forward, x, variables)
-    ct = jax.random.normal(jax.random.PRNGKey(1), out.shape, out.dtype)
-
-    @jax.jit
-    def with_cotangent(x, variables, ct):
-      y, pull = jax.vjp(lambda x: forward(x, variables), x)
-      return y, pull(ct)[0]
-    return lambda x: with_cotangent(x, variables, ct)
-  elif mode == "fwd+bwd":
-    fn = jax.jit(jax.grad(lambda x, v: jnp.sum(jnp.square(forward(x, v).astype(jnp.float32)))))
-  else:
-    raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-  return lambda x: fn(x, variables)
+  """``fn(x)``: :func:`jax_program`'s call with ``x`` replaced."""
+  fn, args = jax_program(module_cls, kwargs, x, mode, train)
+  return lambda x: fn(x, *args[1:])
 
 
 def _torch_fn(name: str, x: np.ndarray, mode: str, train: bool):
@@ -202,37 +137,15 @@ def _torch_fn(name: str, x: np.ndarray, mode: str, train: bool):
   return run_bwd
 
 
-@functools.lru_cache(maxsize=1)
-def _input(shape: tuple[int, ...]) -> np.ndarray:
-  """The case's random input, kept while the next case has the same shape.
-
-  Drawing 2^28 normals takes seconds: more than a GPU case spends timing.
-  """
-  x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-  x.flags.writeable = False
-  return x
-
-
-def applies(name: str, shape: tuple[int, ...]) -> bool:
-  """Whether the benchmark has a case for this normalizer at this shape."""
-  if (name in ("batch", "group", "instance") or name in VARIANTS) and len(shape) != 4:
-    return False
-  if name == "group" and shape[-1] % 32:
-    return False
-  # Layer norm over (H, W, C) is not the Pallas kernel's last-axis layout.
-  return not (name in PALLAS and len(shape) == 4)
-
-
 def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bool,
              repeats: int, use_torch: bool, calls: int = 1, peak_gbps: float = 0.0
              ) -> dict | None:
   if not applies(name, shape):
     return None
-  ours_cls, flax_cls, kwargs = _modules(name, len(shape))
-  x_np = _input(shape)
+  ours_cls, flax_cls, kwargs = modules(name, len(shape))
+  x_np = input_array(shape)
   x = jnp.asarray(x_np, dtype)
-  f_ours, f_flax = _jax_fn(ours_cls, kwargs, x, mode, train), _jax_fn(flax_cls, kwargs, x, mode,
-                                                                       train)
+  f_ours, f_flax = _jax_fn(ours_cls, kwargs, x, mode, train), _jax_fn(flax_cls, kwargs, x, mode, train)
   times = time_interleaved({"normzoo": lambda: f_ours(x), "flax": lambda: f_flax(x)}, repeats,
                            calls=calls)
   # PyTorch is timed after the JAX pair, not interleaved with it: on CPU

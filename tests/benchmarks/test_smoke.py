@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end on tiny shapes (no timing assertions)."""
 
+import gzip
 import json
 import os
 import subprocess
@@ -83,7 +84,10 @@ def test_benchmarks_name_the_flag_of_a_bad_value():
       ("benchmarks.norms", ["--shapes=8x4xq"], "--shapes"),
       ("benchmarks.pallas_tune", ["--interpret", "--shapes=0x8"], "--shapes"),
       ("benchmarks.pallas_tune", ["--interpret", "--forward_blocks=1024,big"], "--forward_blocks"),
-      ("benchmarks.bandwidth", ["--size_mib=0"], "--size_mib=0")]
+      ("benchmarks.bandwidth", ["--size_mib=0"], "--size_mib=0"),
+      ("benchmarks.variants", ["--experiments=rms_guard,rms_gaurd"], "--experiments"),
+      ("benchmarks.variants", ["--shapes=8x"], "--shapes"),
+      ("benchmarks.variants", ["--modes=vjp,bwd"], "--modes")]
   # Started together: each spends seconds importing JAX before it fails.
   procs = [(module, args, flag, subprocess.Popen(
       [sys.executable, "-m", module, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -183,3 +187,28 @@ def test_norms_benchmark_time_budget_and_keep_going(tmp_path):
   # millisecond; none after it.
   assert len(result["rows"]) <= 1 and len(result["rows"]) + result["not_run"] == 6
   assert f"--time_budget_s=0.001 reached: {result['not_run']} cases not run" in stdout
+
+
+def test_variants_benchmark_times_each_program_once(tmp_path):
+  path, hlo = tmp_path / "variants.json", tmp_path / "hlo.txt.gz"
+  stdout = _run("benchmarks.variants", "--experiments=rms_guard,batch_barriers",
+                "--shapes=4x8x8x32", "--dtypes=float32", "--modes=fwd,vjp,fwd+bwd", "--repeats=1",
+                f"--json={path}", f"--hlo={hlo}")
+  rows = json.loads(path.read_text())["rows"]
+  assert {(r["experiment"], r["norm"], r["mode"]) for r in rows} == (
+      {("rms_guard", "rms", m) for m in ("fwd", "vjp", "fwd+bwd")}
+      | {("batch_barriers", n, m) for n in ("batch", "group", "instance")
+         for m in ("fwd", "vjp", "fwd+bwd")})
+  by_mode = {(r["experiment"], r["norm"], r["mode"]): r for r in rows}
+  # The forward has no backward barrier: those variants are the same program,
+  # reported as such; the guard changes the forward, the barrier the vjp.
+  assert by_mode["rms_guard", "rms", "fwd"]["same_program"] == {
+      "cond_nobarrier": "cond", "select_nobarrier": "select"}
+  assert by_mode["rms_guard", "rms", "vjp"]["same_program"] == {}
+  assert by_mode["batch_barriers", "batch", "vjp"]["same_program"] == {}
+  assert by_mode["batch_barriers", "batch", "fwd"]["same_program"] == {"no_barriers": "barriers"}
+  assert all(r["flax_ms"] > 0 and r["select_ms" if r["experiment"] == "rms_guard"
+                                     else "no_barriers_ms"] > 0 for r in rows)
+  text = gzip.open(hlo, "rt").read()
+  assert text.count("==== rms_guard rms 4x8x8x32 float32 vjp ") == 5  # flax and 4 variants
+  assert "= select" in stdout

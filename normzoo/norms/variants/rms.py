@@ -11,8 +11,13 @@ up-cast first, so it would overflow there too). We divide ``x`` by
 ``epsilon * 2^-2k``: the function is identical, the power-of-two scaling is
 exact, and the squares stay <= 1 (k stops at 126, where 2^-k is still a
 normal number, so they stay < 16 for ``max|x| >= 2^126``). That costs a pass over ``x`` for the
-maximum, so without ``axis_name`` the sum of squares is tried first and the
-scaled statistics are computed (``lax.cond``) only when it is not finite.
+maximum, so without ``axis_name`` the sum of squares is tried first, and
+only rows where it is not finite use scaled statistics, taken one of two
+ways (:func:`overflow_guard`): on CPU a ``lax.cond`` computes the maximum
+and the scaled sum only when needed; elsewhere a second sum of
+``(x * 2^-80)^2`` (the ``2^-80`` a fixed power of two chosen so that neither
+overflow nor underflow can matter) runs next to the plain one, where XLA
+fuses the two into one pass, and a select picks per row.
 
 Backward (without ``axis_name``), with ``x_hat = x / rms``, ``g = dy * scale``,
 ``m`` the mask and ``N`` the valid count per row::
@@ -90,6 +95,42 @@ class _RMSSpec(NamedTuple):
   axes: tuple[int, ...]
   epsilon: float
   out_dtype: Any
+  guard: str = "cond"  # overflow_guard() when traced
+
+
+def overflow_guard() -> str:
+  """How rows whose sum of squares overflows get scaled statistics: ``"cond"`` or ``"select"``.
+
+  ``"cond"`` (CPU): a ``lax.cond`` on "every row finite" skips the scaled
+  statistics (a pass for the maximum, one for the scaled sum) unless some
+  row needs them. On CPU the predicate is a host value and XLA:CPU runs two
+  sibling sums as two passes, so the conditional is the cheap form.
+
+  ``"select"`` (GPU, TPU): the sum of ``(x * 2^-k)^2`` with a fixed ``k``
+  (:func:`_fixed_overflow_scale`) next to the plain sum, then a per-row
+  select; no control flow. XLA:GPU runs a conditional by copying its
+  predicate to the host and waiting for it, which stalls the queue of calls
+  once per normalizer, while sibling reductions fuse into one kernel. The
+  H200 run of 2026-12-04 fits that: RMSNorm's XLA path, the only normalizer
+  there with a ``lax.cond``, was 1.21-1.42x flax.linen's time, where batch,
+  layer, group and instance norm (no conditional on GPU) were at parity.
+  The two forms have not yet been timed against each other on a GPU
+  (``benchmarks.variants --experiments=rms_guard``).
+  """
+  return "cond" if jax.default_backend() == "cpu" else "select"
+
+
+def _fixed_overflow_scale(dtype: Any) -> float:
+  """``2^-k`` with ``k = 5/8`` of the dtype's exponent range (2^-80 for float32).
+
+  For finite ``x`` the scaled squares are below ``2^(3/4 maxexp)``, so their
+  sum cannot overflow for fewer than ``2^(maxexp/4)`` (2^32) elements a row;
+  in a row whose plain sum overflowed the largest scaled square is at least
+  ``2^(-maxexp/4) / n``, so the squares that underflow to zero (below the
+  smallest normal number) are too small to change the sum at float
+  precision.
+  """
+  return 2.0 ** -(jnp.finfo(dtype).maxexp * 5 // 8)
 
 
 def _valid_count(shape: tuple[int, ...], mask: Array | None, axes: tuple[int, ...],
@@ -133,9 +174,12 @@ def _rms_forward(x, scale, mask, spec: _RMSSpec):
     s, inv = scaled_inverse_rms(x, spec.axes, spec.epsilon, mask=mask)
     return s, inv, jnp.asarray(_OVERFLOW_LIFT, xf.dtype)
 
-  # Only the small per-row factors come out of the conditional: y itself is
-  # computed outside it, where XLA fuses it with its consumers.
-  s, inv, lift = lax.cond(jnp.all(jnp.isfinite(total)), fast, scaled)
+  if spec.guard == "cond":
+    # Only the small per-row factors come out of the conditional: y itself
+    # is computed outside it, where XLA fuses it with its consumers.
+    s, inv, lift = lax.cond(jnp.all(jnp.isfinite(total)), fast, scaled)
+  else:
+    s, inv, lift = _selected_factors(xf, total, mask, spec)
   t = (s * lift) * inv
   unlift = 1.0 / lift  # exact: a power of two
   if x.dtype != xf.dtype:
@@ -147,9 +191,33 @@ def _rms_forward(x, scale, mask, spec: _RMSSpec):
   return y, (x, scale, mask, t, unlift)
 
 
+def _selected_factors(xf: Array, total: Array, mask: Array | None, spec: _RMSSpec):
+  """``(s, inv, lift)`` as the conditional's branches give them, chosen per row by a select.
+
+  Rows with a finite sum keep ``s = 1``; the others use the fixed power of
+  two. ``lift`` is one scalar for the call, as in the conditional form.
+  """
+  c = _fixed_overflow_scale(xf.dtype)
+  scaled_sq = jnp.square(xf * c)
+  if mask is not None:
+    scaled_sq = jnp.where(mask, scaled_sq, 0.0)
+  scaled_total = jnp.sum(scaled_sq, axis=spec.axes, keepdims=True)
+  finite = jnp.isfinite(total)
+  s = jnp.where(finite, 1.0, c).astype(xf.dtype)
+  mean_square = (jnp.where(finite, total, scaled_total)
+                 / _valid_count(xf.shape, mask, spec.axes, xf.dtype))
+  lift = jnp.where(jnp.all(finite), 1.0, _OVERFLOW_LIFT).astype(xf.dtype)
+  return s, lax.rsqrt(mean_square + spec.epsilon * jnp.square(s)), lift
+
+
 def _scale_over_lift(scale: Array | None, unlift: Array) -> Array:
   """``scale * unlift`` per channel, or ``unlift`` alone without a scale."""
   return unlift if scale is None else scale.astype(unlift.dtype) * unlift
+
+
+def _barrier(values):
+  """``lax.optimization_barrier``; one name, so that ``benchmarks.variants`` can time without it."""
+  return lax.optimization_barrier(values)
 
 
 def _rms_backward(spec: _RMSSpec, residuals, gy):
@@ -158,7 +226,7 @@ def _rms_backward(spec: _RMSSpec, residuals, gy):
   # (and x * t) with the forward's output, XLA:CPU wrote full-size arrays
   # out for this fusion (y and dx for a given cotangent: 1.3-1.6x
   # flax.linen's time).
-  scale, t, unlift = lax.optimization_barrier((scale, t, unlift))
+  scale, t, unlift = _barrier((scale, t, unlift))
   xf = x.astype(t.dtype)
   gyf = gy.astype(t.dtype)
   count = _valid_count(x.shape, mask, spec.axes, t.dtype)
@@ -205,7 +273,8 @@ def rms_norm(x: Array, scale: Array | None = None, *, reduction_axes: Any = -1,
     # run collectives, so it is used only for per-device statistics.
     valid = None if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), x.shape)
     (scale_b,) = cast_params_to_varying(x, scale_b)
-    return _rms_normalize_jit(x, scale_b, valid, _RMSSpec(axes, float(epsilon), out_dtype))
+    spec = _RMSSpec(axes, float(epsilon), out_dtype, overflow_guard())
+    return _rms_normalize_jit(x, scale_b, valid, spec)
   s, inv = scaled_inverse_rms(x, axes, epsilon, mask=mask, axis_name=axis_name,
                               axis_index_groups=axis_index_groups)
   a = inv if scale_b is None else inv * scale_b.astype(inv.dtype)

@@ -21,6 +21,14 @@ def _data(shape, loc=0.0, spread=1.0):
   return jnp.asarray((loc + spread * RNG.standard_normal(shape)).astype(np.float32))
 
 
+@pytest.fixture(params=["cond", "select"])
+def guard(request, monkeypatch):
+  """Both forms of RMSNorm's overflow guard (CPU's default is "cond", GPU/TPU's "select")."""
+  from normzoo.norms.variants import rms
+  monkeypatch.setattr(rms, "overflow_guard", lambda: request.param)
+  return request.param
+
+
 @pytest.mark.parametrize("kwargs,shape", [
     (dict(reduction_axes=(1, 2), feature_axes=(1, 2), epsilon=1e-3), (3, 4, C)),
     (dict(use_scale=False), (8, C)),
@@ -41,7 +49,7 @@ def test_rms_matches_flax_outputs_and_gradients(kwargs, shape):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_o, g_t)
 
 
-def test_rms_defaults_match_flax_and_large_inputs_do_not_overflow():
+def test_rms_defaults_match_flax_and_large_inputs_do_not_overflow(guard):
   theirs = {f.name: f.default for f in dataclasses.fields(nn.RMSNorm) if f.name not in
             ("parent", "name")}
   ours = {f.name: f.default for f in dataclasses.fields(normzoo.RMSNorm)}
@@ -60,7 +68,7 @@ def test_rms_defaults_match_flax_and_large_inputs_do_not_overflow():
   np.testing.assert_allclose(g, 1e3, rtol=1e-5)
 
 
-def test_rms_bfloat16_input_has_float32_statistics():
+def test_rms_bfloat16_input_has_float32_statistics(guard):
   # bf16 in, bf16 out: the statistics and the product run in float32, so the
   # output is the float64 answer rounded once to bf16 (relative error <= 2^-8).
   x = _data((4, 3, 64), 3.0, 2.0).astype(jnp.bfloat16)
@@ -78,7 +86,7 @@ def test_rms_bfloat16_input_has_float32_statistics():
                              rtol=2 ** -7, atol=2 ** -7 * np.abs(want).max())
 
 
-def test_rms_mask_uses_valid_elements_only():
+def test_rms_mask_uses_valid_elements_only(guard):
   x = _data((2, C), 1.0, 2.0)
   mask = np.array([[1, 1, 0, 1, 0, 1]] * 2, bool)
   y = normzoo.rms_norm(jnp.where(mask, x, 1e6), mask=mask)
@@ -89,7 +97,7 @@ def test_rms_mask_uses_valid_elements_only():
 
 @pytest.mark.parametrize("magnitude", [1.0, 1e25])
 @pytest.mark.parametrize("masked", [False, True])
-def test_rms_hand_written_gradients_match_float64_autodiff(magnitude, masked):
+def test_rms_hand_written_gradients_match_float64_autodiff(magnitude, masked, guard):
   """The closed-form backward (fast and overflow-safe branches) against naive float64 autodiff."""
   shape, axes = (3, 4, C), (1, 2)
   x, w, scale = _data(shape, 0.3, 1.0) * magnitude, _data(shape), _data((1, 1, C), 1.0, 0.3)
@@ -106,7 +114,7 @@ def test_rms_hand_written_gradients_match_float64_autodiff(magnitude, masked):
   np.testing.assert_allclose(ours[1], want[1], rtol=2e-4, atol=1e-5)
 
 
-def test_rms_only_overflowing_rows_change_nothing_for_the_others():
+def test_rms_only_overflowing_rows_change_nothing_for_the_others(guard):
   """One row overflows x^2: every row still matches float64 (the whole call takes the safe branch)."""
   x = np.array(_data((4, C), 0.5, 2.0))
   x[2] *= 1e30
@@ -115,7 +123,7 @@ def test_rms_only_overflowing_rows_change_nothing_for_the_others():
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_rms_rows_beyond_2_to_126_match_float64_with_gradients(masked):
+def test_rms_rows_beyond_2_to_126_match_float64_with_gradients(masked, guard):
   """Rows whose RMS exceeds 2^126 (8.5e37), where 1 / rms is subnormal.
 
   Rows 0 and 2 are there (RMS 3e38 and 2^127), row 1 is large but below
@@ -150,6 +158,44 @@ def test_rms_rows_beyond_2_to_126_match_float64_with_gradients(masked):
     np.testing.assert_allclose(got[0][row], want[0][row], rtol=2e-4,
                                atol=1e-4 * np.abs(want[0][row]).max())
   np.testing.assert_allclose(got[1], want[1], rtol=2e-4, atol=1e-4 * np.abs(want[1]).max())
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_rms_overflow_guards_agree_and_float64_rows_beyond_float32_range(masked, monkeypatch):
+  """"select" against "cond" on float32 rows, two of them overflowing x^2, and "select" on
+  float64 rows whose squares overflow float64, against an oracle that scales each row first."""
+  from normzoo.norms.variants import rms
+  x = np.array(_data((5, 3, C), 0.5, 2.0))
+  x[1] *= 1e30
+  x[3] = np.sign(x[3]) * 3e38
+  mask = jnp.asarray(RNG.random(x.shape) > 0.3) if masked else None
+  w, scale = _data(x.shape), _data((C,), 1.0, 0.3)
+
+  def run(guard, x, scale, w, mask):
+    monkeypatch.setattr(rms, "overflow_guard", lambda: guard)
+    f = lambda x, s: normzoo.rms_norm(x, s, reduction_axes=(1, 2), mask=mask)
+    return jax.jit(f)(x, scale), jax.jit(jax.grad(lambda x, s: jnp.sum(f(x, s) * w),
+                                                   argnums=(0, 1)))(x, scale)
+  (y_c, g_c), (y_s, g_s) = (run(g, jnp.asarray(x), scale, w, mask) for g in ("cond", "select"))
+  np.testing.assert_allclose(y_s, y_c, rtol=1e-6, atol=1e-7)
+  for a, b in zip(g_s, g_c):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+  with oracle.float64():
+    x64 = RNG.standard_normal((3, 4, C))
+    x64[1] *= 1e200  # squares overflow float64
+    x64[2] = np.sign(x64[2]) * 1e307
+    m64 = None if mask is None else np.asarray(mask)[:3, :1].repeat(4, 1)
+    monkeypatch.setattr(rms, "overflow_guard", lambda: "select")
+    got = normzoo.rms_norm(jnp.asarray(x64), reduction_axes=(1, 2),
+                           mask=None if m64 is None else jnp.asarray(m64))
+    assert got.dtype == jnp.float64
+    valid = np.ones(x64.shape, bool) if m64 is None else m64
+    # The oracle scales each row by its maximum first: exact for any magnitude.
+    top = np.abs(np.where(valid, x64, 0)).max((1, 2), keepdims=True)
+    ms = (np.where(valid, (x64 / top) ** 2, 0)).sum((1, 2), keepdims=True) / valid.sum(
+        (1, 2), keepdims=True)
+    want = (x64 / top) / np.sqrt(ms + 1e-6 / top * (1 / top))
+    np.testing.assert_allclose(np.asarray(got)[valid], want[valid], rtol=1e-12)
 
 
 def test_rms_under_shard_map_matches_one_device():

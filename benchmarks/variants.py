@@ -1,0 +1,196 @@
+"""Internal implementation choices timed against each other and flax.linen, in one process.
+
+    python -m benchmarks.variants                                 # every experiment
+    python -m benchmarks.variants --experiments=rms_guard --hlo=benchmarks/out/variants_hlo.txt.gz
+
+Some choices inside normzoo are made per backend from measurements (a fusion
+barrier, a conditional or a select); an experiment here builds the same
+normalizer once per variant, with the choice patched while it is traced
+and compiled, and times the compiled programs interleaved with flax.linen's
+(median seconds per call, as ``benchmarks.norms``). Two variants that
+compile to the same program are reported, not timed as if they differed.
+``--hlo`` writes every compiled program (gzip text), to read the fusions
+behind a ratio offline.
+
+Experiments:
+
+* ``rms_guard``: RMSNorm's overflow guard, ``lax.cond`` against a per-row
+  select (``rms.overflow_guard``), each with and without the backward's
+  fusion barrier (``rms._barrier``).
+* ``batch_barriers``: the batch-statistics normalizers' backward with and
+  without its fusion barriers (``normalize._barrier``), including group and
+  instance norm in bf16 at 32x56x56x256, slow on an H200 for a reason not
+  yet known.
+"""
+
+from __future__ import annotations
+
+# First: it sets OMP_WAIT_POLICY before anything can load PyTorch's OpenMP runtime.
+from benchmarks.machine import setup_host, write_results  # isort: skip
+
+import contextlib
+import gzip
+import re
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+from jax import lax
+
+from benchmarks import cases
+from benchmarks.cli import parse_shapes
+from benchmarks.timing import calls_per_sample, time_interleaved
+from normzoo.norms import normalize
+from normzoo.norms.variants import rms
+
+FLAGS = flags.FLAGS
+
+
+class Experiment(NamedTuple):
+  norms: tuple[str, ...]
+  shapes: tuple[tuple[int, ...], ...]
+  dtypes: tuple[str, ...]
+  modes: tuple[str, ...]
+  # variant name -> [(module, attribute, value while tracing)]
+  variants: dict[str, list[tuple[Any, str, Any]]]
+
+
+def _identity(values):
+  return values
+
+
+EXPERIMENTS = {
+    "rms_guard": Experiment(
+        norms=("rms",), shapes=((32, 56, 56, 256), (64, 2048, 1024), (128, 32, 32, 64)),
+        dtypes=("float32", "bfloat16"), modes=("vjp", "fwd"),
+        variants={
+            "cond": [(rms, "overflow_guard", lambda: "cond")],
+            "select": [(rms, "overflow_guard", lambda: "select")],
+            "cond_nobarrier": [(rms, "overflow_guard", lambda: "cond"),
+                               (rms, "_barrier", _identity)],
+            "select_nobarrier": [(rms, "overflow_guard", lambda: "select"),
+                                 (rms, "_barrier", _identity)],
+        }),
+    "batch_barriers": Experiment(
+        norms=("group", "instance", "batch"), shapes=((32, 56, 56, 256),),
+        dtypes=("bfloat16", "float32"), modes=("vjp", "fwd"),
+        variants={
+            "barriers": [(normalize, "_barrier", lax.optimization_barrier)],
+            "no_barriers": [(normalize, "_barrier", _identity)],
+        }),
+}
+
+flags.DEFINE_list("experiments", list(EXPERIMENTS), f"Any of: {', '.join(EXPERIMENTS)}.")
+flags.DEFINE_list("shapes", [], "Override every experiment's shapes ('x'-separated).")
+flags.DEFINE_list("modes", [], "Override every experiment's modes (fwd, vjp, fwd+bwd).")
+flags.DEFINE_list("dtypes", [], "Override every experiment's dtypes.")
+flags.DEFINE_integer("repeats", 15, "Timed repetitions per program (median reported).")
+flags.DEFINE_integer("calls_per_sample", 0, "As in benchmarks.norms (0: 20 on GPU, else 1).")
+flags.DEFINE_float("time_budget_s", 0.0, "Start no new case after this many seconds (0: none).")
+flags.DEFINE_string("json", "benchmarks/out/variants.json", "Where to write results ('' = don't).")
+flags.DEFINE_string("hlo", "", "Write every compiled program here, gzip text ('' = don't).")
+
+
+@contextlib.contextmanager
+def patched(patches):
+  """Sets each ``(module, attribute, value)`` for the duration, then restores it."""
+  saved = [(m, a, getattr(m, a)) for m, a, _ in patches]
+  try:
+    for m, a, v in patches:
+      setattr(m, a, v)
+    yield
+  finally:
+    for m, a, v in reversed(saved):
+      setattr(m, a, v)
+
+
+def compile_case(name: str, shape, dtype: str, mode: str, variants: dict) -> dict:
+  """``{label: (compiled, args)}`` for flax.linen and each variant, traced afresh under its patches."""
+  ours, theirs, kwargs = cases.modules(name, len(shape))
+  x = jnp.asarray(cases.input_array(shape), dtype)
+  programs = {}
+  for label, patches in [("flax", [])] + list(variants.items()):
+    module = theirs if label == "flax" else ours
+    # Inner jitted functions (stats.reduced_moments, RMSNorm's own jit) keep
+    # their traces across calls; a variant must not reuse another's.
+    jax.clear_caches()
+    with patched(patches):
+      fn, args = cases.jax_program(module, kwargs, x, mode, train=True)
+      programs[label] = (fn.lower(*args).compile(), args)
+  return programs
+
+
+def _same_programs(texts: dict[str, str]) -> dict[str, str]:
+  """``{variant: earlier variant}`` for variants that compiled to the same program.
+
+  Compared without metadata (source lines differ when a patch does not
+  change the program).
+  """
+  bare = {k: re.sub(r", metadata=\{[^}]*\}", "", t) for k, t in texts.items()}
+  same_as = {}
+  labels = list(bare)
+  for i, label in enumerate(labels):
+    twin = next((e for e in labels[:i] if e not in same_as and bare[e] == bare[label]), None)
+    if twin is not None:
+      same_as[label] = twin
+  return same_as
+
+
+def main(argv):
+  del argv
+  setup_host()
+  unknown = [e for e in FLAGS.experiments if e not in EXPERIMENTS]
+  if unknown:
+    raise app.UsageError(f"--experiments: unknown {', '.join(map(repr, unknown))}; "
+                         f"valid: {', '.join(EXPERIMENTS)}")
+  shapes_override = parse_shapes("shapes", FLAGS.shapes) if FLAGS.shapes else None
+  unknown = [m for m in FLAGS.modes if m not in cases.MODES]
+  if unknown:
+    raise app.UsageError(f"--modes: unknown {', '.join(map(repr, unknown))}; "
+                         f"valid: {', '.join(cases.MODES)}")
+  calls = calls_per_sample(FLAGS.calls_per_sample)
+  start = time.perf_counter()
+  rows, hlo, skipped = [], [], 0
+  print("| experiment | norm | shape | dtype | mode | flax ms | variants: ms (/ flax) |")
+  print("|---|---|---|---|---|---|---|")
+  for exp_name in FLAGS.experiments:
+    exp = EXPERIMENTS[exp_name]
+    todo = [(n, s, d, m) for n in exp.norms for s in (shapes_override or exp.shapes)
+            for d in (FLAGS.dtypes or exp.dtypes) for m in (FLAGS.modes or exp.modes) if cases.applies(n, s)]
+    for name, shape, dtype, mode in todo:
+      if FLAGS.time_budget_s and time.perf_counter() - start > FLAGS.time_budget_s:
+        skipped += 1
+        continue
+      programs = compile_case(name, shape, dtype, mode, exp.variants)
+      texts = {label: c.as_text() for label, (c, _) in programs.items()}
+      same_as = _same_programs({k: texts[k] for k in exp.variants})
+      timed = {k: v for k, v in programs.items() if k not in same_as}
+      times = time_interleaved({k: (lambda c=c, a=a: c(*a)) for k, (c, a) in timed.items()},
+                               FLAGS.repeats, calls=calls)
+      for label, twin in same_as.items():
+        times[label] = times[twin]
+      shape_s = "x".join(map(str, shape))
+      row = dict(experiment=exp_name, norm=name, shape=shape_s, dtype=dtype, mode=mode,
+                 **{f"{k}_ms": v * 1e3 for k, v in times.items()},
+                 same_program=same_as)
+      rows.append(row)
+      cells = " | ".join(
+          f"{k} {times[k] * 1e3:.3f} ({times[k] / times['flax']:.2f})"
+          + (f" = {same_as[k]}" if k in same_as else "") for k in exp.variants)
+      print(f"| {exp_name} | {name} | {shape_s} | {dtype} | {mode} | "
+            f"{times['flax'] * 1e3:.3f} | {cells} |", flush=True)
+      hlo += [f"==== {exp_name} {name} {shape_s} {dtype} {mode} {label}\n{text}"
+              for label, text in texts.items()]
+      if FLAGS.json:
+        write_results(FLAGS.json, rows, skipped_for_time=skipped)
+      if FLAGS.hlo:
+        with gzip.open(FLAGS.hlo, "wt") as f:
+          f.write("\n".join(hlo))
+  if skipped:
+    print(f"{skipped} case(s) not started: --time_budget_s={FLAGS.time_budget_s} reached")
+
+
+if __name__ == "__main__":
+  app.run(main)
