@@ -12,16 +12,20 @@
 #  1. nvidia-smi, versions, and the copy bandwidth a plain kernel reaches;
 #  2. the compiled Pallas kernels against the interpreter and the XLA path
 #     (tests/norms/test_pallas_rows.py, the test that is skipped without a GPU);
-#  3. layer and RMS norm (XLA and Pallas) on large (N, L, C) shapes, and
+#  3. implementation choices timed against each other (benchmarks/variants.py:
+#     RMSNorm's overflow guard, cond vs select, and the backward's fusion
+#     barriers), with every compiled program kept as gzip HLO text;
+#  4. layer and RMS norm (XLA and Pallas) on large (N, L, C) shapes, and
 #     batch, instance and group norm on large NHWC shapes: forward and vjp,
 #     float32 and bf16, with '% of peak' bandwidth, against flax.linen and
 #     PyTorch on CUDA in the same process;
-#  4. the Pallas kernels' block sizes (benchmarks/pallas_tune.py);
-#  5. the CPU benchmark's own shapes and modes, all five core norms;
-#  6. the training step of resnet20.
-# At most about 9.5 minutes (the stages' limits); on an H200 on 2026-12-04 it
-# took 6 min 9 s, several stages cut by their budgets. Knobs: PYTHON (default python3), REPEATS (15),
-# GPU_CHECK_PLATFORM (cuda; 'cpu' tries the script out on tiny shapes).
+#  5. the Pallas kernels' block sizes (benchmarks/pallas_tune.py);
+#  6. the CPU benchmark's own shapes and modes, all five core norms;
+#  7. the training step of resnet20.
+# At most about 9.5 minutes (the stages' limits add up to 565 s); on an H200 on
+# 2026-12-04 it took 6 min 9 s without stage 3, several stages cut by their
+# budgets. Knobs: PYTHON (default python3), REPEATS (15), GPU_CHECK_PLATFORM
+# (cuda; 'cpu' tries the script out on tiny shapes).
 set -u -o pipefail
 out=${OUT:-benchmarks/out/gpu}
 mkdir -p "$out"
@@ -40,11 +44,11 @@ start=$SECONDS
 
 if [ "$platform" = cpu ]; then  # a dry run: tiny shapes, the kernels interpreted
   rows=4x8x64,2x16x128; nhwc=4x8x8x64; std=8x4x4x64,2x8x96; tune="--interpret --shapes=64x96"
-  train="--batch_size=8 --steps=1 --rounds=1"; bw=16
+  train="--batch_size=8 --steps=1 --rounds=1"; bw=16; variants="--shapes=4x8x8x32 --repeats=1"
 else
   rows=64x2048x1024,32x2048x4096,16384x8192; nhwc=128x56x56x256,256x32x32x512
   std=128x32x32x64,32x56x56x256,256x8x8x512,16x512x768; tune="--shapes=64x2048x1024,16384x8192"
-  train="--batch_size=256 --steps=20 --rounds=5"; bw=1024
+  train="--batch_size=256 --steps=20 --rounds=5"; bw=1024; variants="--repeats=$repeats"
 fi
 
 stage() {  # stage NAME LIMIT_SECONDS COMMAND...: runs it under a time limit, logged
@@ -62,25 +66,28 @@ stage bandwidth 25 "$py" -m benchmarks.bandwidth --size_mib=$bw --repeats="$repe
   --json="$out/bandwidth.json"
 stage pallas_tests 50 "$py" -m pytest -q -p no:cacheprovider -p no:xdist -o addopts= \
   tests/norms/test_pallas_rows.py -k "compiled or lower"
+# shellcheck disable=SC2086  # $variants is a list of flags
+stage variants 70 "$py" -m benchmarks.variants $variants --time_budget_s=45 \
+  --json="$out/variants.json" --hlo="$out/variants_hlo.txt.gz"
 norms() {  # norms NAME LIMIT BUDGET FLAGS...
   local name=$1 limit=$2 budget=$3
   shift 3
   stage "$name" "$limit" "$py" -m benchmarks.norms --repeats="$repeats" --keep_going \
     --time_budget_s="$budget" --json="$out/$name.json" "$@"
 }
-norms norms_rows 120 95 --norms=layer,layer_pallas,rms_pallas,rms --shapes=$rows \
+norms norms_rows 100 75 --norms=layer,layer_pallas,rms_pallas,rms --shapes=$rows \
   --dtypes=float32,bfloat16 --modes=fwd,vjp
-norms norms_nhwc 90 65 --norms=batch,instance,group --shapes=$nhwc \
+norms norms_nhwc 75 50 --norms=batch,instance,group --shapes=$nhwc \
   --dtypes=float32,bfloat16 --modes=fwd,vjp
 # shellcheck disable=SC2086  # $tune is a list of flags
-stage pallas_tune 75 "$py" -m benchmarks.pallas_tune $tune --dtypes=float32,bfloat16 \
+stage pallas_tune 65 "$py" -m benchmarks.pallas_tune $tune --dtypes=float32,bfloat16 \
   --forward_blocks=1024,4096,16384 --max_warps=4,8,16 --backward_blocks=2048,4096,8192 \
-  --span_rows=8,32 --repeats="$repeats" --time_budget_s=40 --json="$out/pallas_tune.json"
-norms norms_std 100 75 --norms=batch,layer,group,instance,rms --shapes=$std \
+  --span_rows=8,32 --repeats="$repeats" --time_budget_s=35 --json="$out/pallas_tune.json"
+norms norms_std 70 50 --norms=batch,layer,group,instance,rms --shapes=$std \
   --dtypes=float32,bfloat16 --modes=fwd,fwd+bwd,vjp
 # shellcheck disable=SC2086
 # resnet20 alone: its three builds took about a minute to compile and run on an H200.
-stage train_step 95 "$py" -m benchmarks.train_step --models=resnet20 --norms=batch \
+stage train_step 90 "$py" -m benchmarks.train_step --models=resnet20 --norms=batch \
   $train --json="$out/train_step.json"
 echo "=== done in $((SECONDS - start))s, status $status" | tee -a "$log"
 exit $status

@@ -199,6 +199,8 @@ def test_variants_benchmark_times_each_program_once(tmp_path):
       {("rms_guard", "rms", m) for m in ("fwd", "vjp", "fwd+bwd")}
       | {("batch_barriers", n, m) for n in ("batch", "group", "instance")
          for m in ("fwd", "vjp", "fwd+bwd")})
+  # Experiments take turns, so a --time_budget_s cut leaves each its first cases.
+  assert [r["experiment"] for r in rows[:4]] == ["rms_guard", "batch_barriers"] * 2
   by_mode = {(r["experiment"], r["norm"], r["mode"]): r for r in rows}
   # The forward has no backward barrier: those variants are the same program,
   # reported as such; the guard changes the forward, the barrier the vjp.
