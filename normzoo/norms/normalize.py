@@ -240,7 +240,7 @@ def param_axes(param: Array, x: Array) -> tuple[int, ...]:
   return tuple(a for a in range(x.ndim) if param.shape[a] == 1 and x.shape[a] != 1)
 
 
-def _barrier(values):
+def fusion_barrier(values):
   """``lax.optimization_barrier``, which keeps XLA:CPU's passes fused (below), except on GPU.
 
   On GPU the same barriers cost a pass: XLA:GPU fuses the forward's output
@@ -270,7 +270,7 @@ def _backward(spec: StatSpec, residuals, cotangents):
   # 768 features and instance norm wrote full-size broadcasts out for the
   # backward's fusion when the output and a cotangent from memory were
   # both live (benchmarks.norms --modes=vjp).
-  x, mean, inv, scale = _barrier((x, mean, inv, scale))
+  x, mean, inv, scale = fusion_barrier((x, mean, inv, scale))
   full = lambda v: stats.expand(v, x.shape, axes)
   xf = x.astype(dtype)
   gyf = gy.astype(dtype)
@@ -284,7 +284,7 @@ def _backward(spec: StatSpec, residuals, cotangents):
     sum_gy_xc = jnp.sum(gyf * xc, axis=axes)
     # Without the barrier XLA rewrites the parameter gradients' second sum
     # as a full-size reduction of its own, another pass over gy.
-    sum_gy, sum_gy_xc = _barrier((sum_gy, sum_gy_xc))
+    sum_gy, sum_gy_xc = fusion_barrier((sum_gy, sum_gy_xc))
     kept = stats.kept_axes(x.ndim, axes)
     if scale is not None:
       over = tuple(i for i, a in enumerate(kept) if scale.shape[a] == 1)

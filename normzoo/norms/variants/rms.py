@@ -44,8 +44,8 @@ from jax import lax
 
 from normzoo.norms import _checks, pallas_rows
 from normzoo.norms.modules import _axis_name_unless_init
-from normzoo.norms.normalize import (cast_params_to_varying, hashable_groups, output_dtype,
-                                     param_axes)
+from normzoo.norms.normalize import (cast_params_to_varying, fusion_barrier, hashable_groups,
+                                     output_dtype, param_axes)
 from normzoo.norms.stats import stat_dtype
 from normzoo.norms.variants._common import broadcast_param
 
@@ -216,8 +216,16 @@ def _scale_over_lift(scale: Array | None, unlift: Array) -> Array:
 
 
 def _barrier(values):
-  """``lax.optimization_barrier``; one name, so that ``benchmarks.variants`` can time without it."""
-  return lax.optimization_barrier(values)
+  """The backward's fusion barrier, by the batch-statistics backward's rule (``fusion_barrier``).
+
+  On CPU it keeps the small factors' broadcasts out of the forward's
+  fusions (below). On GPU it is off, as for batch, layer, group and
+  instance norm, where the barriers cost a pass on an H200; for RMSNorm
+  that is inferred from theirs, not yet measured
+  (``benchmarks.variants --experiments=rms_guard`` times both). One name,
+  so that the benchmark can patch it.
+  """
+  return fusion_barrier(values)
 
 
 def _rms_backward(spec: _RMSSpec, residuals, gy):

@@ -307,3 +307,26 @@ def test_one_pass_statistics_path(monkeypatch):
   y, var = normzoo.evonorm_b0(x, SCALE, BIAS, v1, jnp.ones(C), momentum=0.0)
   np.testing.assert_allclose(y, np_ref.evonorm_b0(x, SCALE, BIAS, v1, 1e-5), rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(var, np.asarray(x, np.float64).var((0, 1, 2)), rtol=1e-4)
+
+
+@pytest.fixture
+def fresh_traces():
+  """Clears JAX's trace caches before and after: a test that fakes the backend traces anew."""
+  jax.clear_caches()
+  yield
+  jax.clear_caches()
+
+
+@pytest.mark.parametrize("backend,guard,barrier", [
+    ("cpu", "cond", True), ("gpu", "select", False), ("tpu", "select", True)])
+def test_rms_backend_choices_reach_the_traced_program(monkeypatch, fresh_traces, backend,
+                                                      guard, barrier):
+  # The overflow guard and the backward's fusion barrier are chosen from
+  # the default backend at trace time; the program must carry that choice.
+  monkeypatch.setattr(jax, "default_backend", lambda: backend)
+  x, g = _data((4, C)), _data((4, C))
+  scale = jnp.linspace(0.5, 2.0, C)
+  pullback = lambda x, g: jax.vjp(lambda x: normzoo.rms_norm(x, scale), x)[1](g)
+  text = str(jax.make_jaxpr(pullback)(x, g))
+  assert (" cond[" in text) == (guard == "cond")
+  assert ("optimization_barrier" in text) == barrier
