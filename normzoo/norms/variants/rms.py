@@ -54,14 +54,21 @@ Array = jax.Array
 __all__ = ["RMSNorm", "rms_norm"]
 
 
+def _sum_of_squares(x: Array, mask: Array | None, axes: tuple[int, ...]) -> Array:
+  """``sum(m * x^2)`` over ``axes``, the reduced axes kept as size 1."""
+  sq = jnp.square(x) if mask is None else jnp.where(mask, jnp.square(x), 0.0)
+  return jnp.sum(sq, axis=axes, keepdims=True)
+
+
 def scaled_inverse_rms(x: Array, axes: tuple[int, ...], epsilon: float | Array, *,
                        mask: Array | None = None, axis_name: Any = None,
                        axis_index_groups: Any = None) -> tuple[Array, Array]:
   """``(s, inv)`` with ``x * s * inv == x / sqrt(mean(x^2) + epsilon)``, overflow-free.
 
-  ``s`` is an exact power of two in ``[2^-126, 1]`` with ``max|x * s| <= 1``
-  (``< 4`` for ``max|x| >= 2^126``, where a smaller ``s`` would be subnormal
-  and flush to zero); both keep
+  ``s`` is an exact power of two in ``[2^-126, 1]`` (``[2^-1022, 1]`` for
+  float64: the smallest normal number) with ``max|x * s| <= 1`` (``< 4`` for
+  ``max|x| >= 2^126``, resp. ``2^1022``, where a smaller ``s`` would be
+  subnormal and flush to zero); both keep
   the reduced axes as size 1 and are float32 (float64 for float64 input).
   With ``axis_name`` the mean also runs over devices (count-weighted: one
   ``pmax`` for the scaling and one ``psum``).
@@ -74,13 +81,13 @@ def scaled_inverse_rms(x: Array, axes: tuple[int, ...], epsilon: float | Array, 
   if axis_name is not None:
     amax = lax.pmax(amax, axis_name, axis_index_groups=groups)
   _, exponent = jnp.frexp(amax)  # amax < 2^exponent
-  # At most 2^-126, the smallest normal float32: 2^-127 and 2^-128 are
-  # subnormal, flushed to zero on CPU and GPU (NaN output for amax >= 2^126).
-  # |x * s| < 4 then, and the squares still cannot overflow.
-  s = jnp.ldexp(jnp.ones_like(amax), -jnp.clip(exponent, 0, 126))
+  # s is at least the smallest normal number (2^-126 in float32, 2^-1022 in
+  # float64): smaller ones are subnormal, flushed to zero on CPU and GPU
+  # (NaN output for amax >= 2^126 in float32). |x * s| < 4 then, and the
+  # squares still cannot overflow.
+  s = jnp.ldexp(jnp.ones_like(amax), -jnp.clip(exponent, 0, -jnp.finfo(xf.dtype).minexp))
   xs = xf * s
-  sq = jnp.square(xs) if valid is None else jnp.where(valid, jnp.square(xs), 0.0)
-  total = jnp.sum(sq, axis=axes, keepdims=True)
+  total = _sum_of_squares(xs, valid, axes)
   if valid is None:
     count = jnp.full(total.shape, math.prod(x.shape[a] for a in axes), xf.dtype)
   else:
@@ -95,7 +102,7 @@ class _RMSSpec(NamedTuple):
   axes: tuple[int, ...]
   epsilon: float
   out_dtype: Any
-  guard: str = "cond"  # overflow_guard() when traced
+  guard: str  # overflow_guard(), chosen when rms_norm is traced
 
 
 def overflow_guard() -> str:
@@ -103,32 +110,37 @@ def overflow_guard() -> str:
 
   ``"cond"`` (CPU): a ``lax.cond`` on "every row finite" skips the scaled
   statistics (a pass for the maximum, one for the scaled sum) unless some
-  row needs them. On CPU the predicate is a host value and XLA:CPU runs two
-  sibling sums as two passes, so the conditional is the cheap form.
+  row needs them. XLA:CPU runs two sibling sums as two passes, so there the
+  conditional is the cheap form (the select form's forward measured
+  1.3-1.5x flax.linen's time, the conditional's 0.93-0.97x).
 
-  ``"select"`` (GPU, TPU): the sum of ``(x * 2^-k)^2`` with a fixed ``k``
-  (:func:`_fixed_overflow_scale`) next to the plain sum, then a per-row
-  select; no control flow. XLA:GPU runs a conditional by copying its
-  predicate to the host and waiting for it, which stalls the queue of calls
-  once per normalizer, while sibling reductions fuse into one kernel. The
-  H200 run of 2026-12-04 fits that: RMSNorm's XLA path, the only normalizer
-  there with a ``lax.cond``, was 1.21-1.42x flax.linen's time, where batch,
-  layer, group and instance norm (no conditional on GPU) were at parity.
-  The two forms have not yet been timed against each other on a GPU
-  (``benchmarks.variants --experiments=rms_guard``).
+  ``"select"`` (GPU, TPU): the sum of ``(x * c)^2`` with a fixed power of
+  two ``c`` (:func:`_fixed_overflow_scale`) beside the plain sum, then a
+  per-row select; no control flow. XLA:GPU runs a conditional by copying
+  its predicate to the host, which stalls the queue of calls once per
+  normalizer, while sibling reductions can share one kernel. The H200 run
+  of 2026-12-04 is consistent with that, not proof of it: RMSNorm's XLA
+  path was 1.21-1.42x flax.linen's time where batch, layer, group and
+  instance norm were at parity, and it differed from them in two ways,
+  this conditional and a backward fusion barrier they no longer had on GPU
+  (:func:`_barrier`). The forms have not yet been timed against each other
+  on a GPU (``benchmarks.variants --experiments=rms_guard``).
   """
   return "cond" if jax.default_backend() == "cpu" else "select"
 
 
 def _fixed_overflow_scale(dtype: Any) -> float:
-  """``2^-k`` with ``k = 5/8`` of the dtype's exponent range (2^-80 for float32).
+  """``c = 2^-k`` with ``k = 5/8 maxexp``: 2^-80 for float32, 2^-640 for float64.
 
-  For finite ``x`` the scaled squares are below ``2^(3/4 maxexp)``, so their
-  sum cannot overflow for fewer than ``2^(maxexp/4)`` (2^32) elements a row;
-  in a row whose plain sum overflowed the largest scaled square is at least
-  ``2^(-maxexp/4) / n``, so the squares that underflow to zero (below the
-  smallest normal number) are too small to change the sum at float
-  precision.
+  With ``M = 2^maxexp`` (finite values are below ``M``) and ``n`` elements
+  a row, ``n < 2^(maxexp/4)`` (2^32 in float32):
+
+  * no overflow: each ``(x c)^2 < M^(3/4)``, so their sum is below ``M``;
+  * no harmful underflow: in a row whose plain sum overflowed, some
+    ``x^2 >= M / n``, so the scaled sum is at least ``M^(-1/4) / n``; the
+    squares flushed to zero are each below the smallest normal number
+    ``~M^-1``, together below ``n / M``, a relative error below
+    ``n^2 M^(-3/4)`` (under 2^-30 in float32).
   """
   return 2.0 ** -(jnp.finfo(dtype).maxexp * 5 // 8)
 
@@ -162,8 +174,7 @@ _OVERFLOW_LIFT = 8.0
 
 def _rms_forward(x, scale, mask, spec: _RMSSpec):
   xf = x.astype(stat_dtype(x.dtype))
-  sq = jnp.square(xf) if mask is None else jnp.where(mask, jnp.square(xf), 0.0)
-  total = jnp.sum(sq, axis=spec.axes, keepdims=True)
+  total = _sum_of_squares(xf, mask, spec.axes)
 
   def fast():
     mean_square = total / _valid_count(x.shape, mask, spec.axes, xf.dtype)
@@ -198,10 +209,7 @@ def _selected_factors(xf: Array, total: Array, mask: Array | None, spec: _RMSSpe
   two. ``lift`` is one scalar for the call, as in the conditional form.
   """
   c = _fixed_overflow_scale(xf.dtype)
-  scaled_sq = jnp.square(xf * c)
-  if mask is not None:
-    scaled_sq = jnp.where(mask, scaled_sq, 0.0)
-  scaled_total = jnp.sum(scaled_sq, axis=spec.axes, keepdims=True)
+  scaled_total = _sum_of_squares(xf * c, mask, spec.axes)
   finite = jnp.isfinite(total)
   s = jnp.where(finite, 1.0, c).astype(xf.dtype)
   mean_square = (jnp.where(finite, total, scaled_total)
@@ -254,9 +262,9 @@ def _rms_backward(spec: _RMSSpec, residuals, gy):
 
 
 _rms_normalize.defvjp(_rms_forward, _rms_backward)
-# Eager calls: the forward's lax.cond would be traced and compiled anew on
-# every call (0.35 s each); jitted it compiles once per shape. Inlined
-# inside an outer jit.
+# Eager calls: the custom VJP (with the CPU guard's lax.cond) would be
+# traced and compiled anew on every call (0.35 s each); jitted it compiles
+# once per shape and guard. Inlined inside an outer jit.
 _rms_normalize_jit = jax.jit(_rms_normalize, static_argnums=(3,))
 
 
@@ -277,8 +285,9 @@ def rms_norm(x: Array, scale: Array | None = None, *, reduction_axes: Any = -1,
   scale_b = broadcast_param(scale, x.ndim, features)
   out_dtype = output_dtype(dtype, x, scale)
   if axis_name is None:
-    # The fast path's lax.cond must not split devices between branches that
-    # run collectives, so it is used only for per-device statistics.
+    # Per-device statistics only: the guard's lax.cond (CPU) must not split
+    # devices between branches that run collectives. With axis_name the
+    # scaled statistics (one pmax, one psum) are always taken.
     valid = None if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), x.shape)
     (scale_b,) = cast_params_to_varying(x, scale_b)
     spec = _RMSSpec(axes, float(epsilon), out_dtype, overflow_guard())

@@ -33,7 +33,7 @@ def guard(request, monkeypatch):
     (dict(reduction_axes=(1, 2), feature_axes=(1, 2), epsilon=1e-3), (3, 4, C)),
     (dict(use_scale=False), (8, C)),
 ])
-def test_rms_matches_flax_outputs_and_gradients(kwargs, shape):
+def test_rms_matches_flax_outputs_and_gradients(kwargs, shape, guard):
   x, w = _data(shape, 0.5, 2.0), _data(shape)
   v = nn.RMSNorm(**kwargs).init(KEY, x)
   v = jax.tree.map(lambda p: p + _data(p.shape, 0.0, 0.3), v)
@@ -161,9 +161,8 @@ def test_rms_rows_beyond_2_to_126_match_float64_with_gradients(masked, guard):
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_rms_overflow_guards_agree_and_float64_rows_beyond_float32_range(masked, monkeypatch):
-  """"select" against "cond" on float32 rows, two of them overflowing x^2, and "select" on
-  float64 rows whose squares overflow float64, against an oracle that scales each row first."""
+def test_rms_overflow_guards_agree_on_float32_rows(masked, monkeypatch):
+  """"select" against "cond" on float32 rows, two of them overflowing x^2: outputs and gradients."""
   from normzoo.norms.variants import rms
   x = np.array(_data((5, 3, C), 0.5, 2.0))
   x[1] *= 1e30
@@ -171,31 +170,68 @@ def test_rms_overflow_guards_agree_and_float64_rows_beyond_float32_range(masked,
   mask = jnp.asarray(RNG.random(x.shape) > 0.3) if masked else None
   w, scale = _data(x.shape), _data((C,), 1.0, 0.3)
 
-  def run(guard, x, scale, w, mask):
+  def run(guard):
     monkeypatch.setattr(rms, "overflow_guard", lambda: guard)
     f = lambda x, s: normzoo.rms_norm(x, s, reduction_axes=(1, 2), mask=mask)
     return jax.jit(f)(x, scale), jax.jit(jax.grad(lambda x, s: jnp.sum(f(x, s) * w),
                                                    argnums=(0, 1)))(x, scale)
-  (y_c, g_c), (y_s, g_s) = (run(g, jnp.asarray(x), scale, w, mask) for g in ("cond", "select"))
+  (y_c, g_c), (y_s, g_s) = run("cond"), run("select")
   np.testing.assert_allclose(y_s, y_c, rtol=1e-6, atol=1e-7)
   for a, b in zip(g_s, g_c):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+
+def _row_scaled_rms(x, valid, epsilon, xp=np):
+  """RMS norm over axes (1, 2), each row divided by its maximum first: exact at any magnitude.
+
+  NumPy (``xp=np``) for outputs: XLA flushes the subnormal ``1 / top`` of a
+  row near 1e308 to zero. ``xp=jnp`` gives gradients, for rows where it does not.
+  """
+  top = xp.max(xp.where(valid, xp.abs(x), 0), axis=(1, 2), keepdims=True)
+  if xp is jnp:
+    top = jax.lax.stop_gradient(top)
+  xs = x / top
+  ms = xp.sum(xp.where(valid, xs ** 2, 0), axis=(1, 2), keepdims=True) / valid.sum(
+      axis=(1, 2), keepdims=True)
+  return xs / xp.sqrt(ms + epsilon / top / top)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("guard", ["cond", "select", "axis_name"])
+def test_rms_float64_rows_beyond_float32_range(guard, masked, monkeypatch):
+  """Float64 rows whose squares overflow float64 (1e200; 1.5e308, beyond 2^1022, where the
+  scaling stops at the smallest normal power of two), under each overflow guard and the
+  collective path's scaling, against a row-scaled float64 oracle: outputs and gradients."""
+  from normzoo.norms.variants import rms
   with oracle.float64():
-    x64 = RNG.standard_normal((3, 4, C))
-    x64[1] *= 1e200  # squares overflow float64
-    x64[2] = np.sign(x64[2]) * 1e307
-    m64 = None if mask is None else np.asarray(mask)[:3, :1].repeat(4, 1)
-    monkeypatch.setattr(rms, "overflow_guard", lambda: "select")
-    got = normzoo.rms_norm(jnp.asarray(x64), reduction_axes=(1, 2),
-                           mask=None if m64 is None else jnp.asarray(m64))
+    x = RNG.standard_normal((3, 4, C))
+    x[1] *= 1e200
+    x[2] = np.sign(x[2]) * 1.5e308
+    valid = (RNG.random((3, 4, 1)) > 0.3).repeat(C, 2) if masked else np.ones(x.shape, bool)
+    valid[:, 0] = True
+    w = RNG.standard_normal(x.shape)
+    mask = jnp.asarray(valid) if masked else None
+    if guard == "axis_name":
+      # scaled_inverse_rms is what rms_norm applies with axis_name: one device's worth here.
+      def f(x):
+        s, inv = rms.scaled_inverse_rms(x, (1, 2), 1e-6, mask=mask)
+        return (x * s) * inv
+    else:
+      monkeypatch.setattr(rms, "overflow_guard", lambda: guard)
+      f = lambda x: normzoo.rms_norm(x, reduction_axes=(1, 2), mask=mask)
+    x = jnp.asarray(x)
+    got = jax.jit(f)(x)
     assert got.dtype == jnp.float64
-    valid = np.ones(x64.shape, bool) if m64 is None else m64
-    # The oracle scales each row by its maximum first: exact for any magnitude.
-    top = np.abs(np.where(valid, x64, 0)).max((1, 2), keepdims=True)
-    ms = (np.where(valid, (x64 / top) ** 2, 0)).sum((1, 2), keepdims=True) / valid.sum(
-        (1, 2), keepdims=True)
-    want = (x64 / top) / np.sqrt(ms + 1e-6 / top * (1 / top))
+    want = _row_scaled_rms(np.asarray(x), valid, 1e-6)
     np.testing.assert_allclose(np.asarray(got)[valid], want[valid], rtol=1e-12)
+    dx = jax.jit(jax.grad(lambda x: jnp.sum(jnp.where(valid, f(x), 0) * w)))(x)
+    dx_want = jax.grad(lambda x: jnp.sum(
+        jnp.where(valid, _row_scaled_rms(x, jnp.asarray(valid), 1e-6, jnp), 0) * w))(x)
+    # Row 2's gradients are near 1e-308, where float64 turns subnormal and
+    # XLA flushes to zero: rows 0 and 1, 1e200 apart, are compared.
+    for row in range(2):
+      np.testing.assert_allclose(dx[row][valid[row]], dx_want[row][valid[row]], rtol=1e-10,
+                                 atol=1e-12 * np.abs(dx_want[row]).max())
 
 
 def test_rms_under_shard_map_matches_one_device():
