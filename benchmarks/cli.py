@@ -29,3 +29,15 @@ def parse_shapes(flag: str, values: list[str]) -> list[tuple[int, ...]]:
                            f"by 'x' (such as 128x32x32x64)")
     shapes.append(shape)
   return shapes
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_choices(flag: str, values: list[str], valid) -> list[str]:
+  """``values`` if each is one of ``valid``, else a UsageError naming ``--flag`` and the choices."""
+  unknown = [v for v in values if v not in valid]
+  if unknown:
+    raise app.UsageError(f"--{flag}: unknown {', '.join(map(repr, unknown))}; "
+                         f"valid: {', '.join(valid)}")
+  return values

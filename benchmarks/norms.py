@@ -38,7 +38,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.cases import MODES, PALLAS, VARIANTS, applies, input_array, jax_program, modules
-from benchmarks.cli import parse_shapes
+from benchmarks.cli import DTYPES, check_choices, parse_shapes
 from benchmarks.machine import peak_gbps as device_peak_gbps
 from benchmarks.timing import calls_per_sample, time_interleaved
 
@@ -145,7 +145,8 @@ def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bo
   ours_cls, flax_cls, kwargs = modules(name, len(shape))
   x_np = input_array(shape)
   x = jnp.asarray(x_np, dtype)
-  f_ours, f_flax = _jax_fn(ours_cls, kwargs, x, mode, train), _jax_fn(flax_cls, kwargs, x, mode, train)
+  f_ours = _jax_fn(ours_cls, kwargs, x, mode, train)
+  f_flax = _jax_fn(flax_cls, kwargs, x, mode, train)
   times = time_interleaved({"normzoo": lambda: f_ours(x), "flax": lambda: f_flax(x)}, repeats,
                            calls=calls)
   # PyTorch is timed after the JAX pair, not interleaved with it: on CPU
@@ -197,16 +198,10 @@ def main(argv):
   del argv
   setup_host()
   shapes = parse_shapes("shapes", FLAGS.shapes)
-  dtypes, modes = FLAGS.dtypes, FLAGS.modes
-  known = ("batch", "layer", "group", "instance", "rms", *PALLAS, *VARIANTS)
-  unknown = [n for n in FLAGS.norms if n not in known]
-  if unknown:
-    raise app.UsageError(f"--norms: unknown {', '.join(map(repr, unknown))}; "
-                         f"valid: {', '.join(known)}")
-  unknown = [m for m in modes if m not in MODES]
-  if unknown:
-    raise app.UsageError(f"--modes: unknown {', '.join(map(repr, unknown))}; "
-                         f"valid: {', '.join(MODES)}")
+  check_choices("norms", FLAGS.norms, ("batch", "layer", "group", "instance", "rms", *PALLAS,
+                                      *VARIANTS))
+  dtypes = check_choices("dtypes", FLAGS.dtypes, DTYPES)
+  modes = check_choices("modes", FLAGS.modes, MODES)
   if FLAGS.quick:
     shapes, dtypes, modes = [(128, 32, 32, 64)], ["float32"], ["fwd+bwd"]
   gpu = jax.default_backend() == "gpu"

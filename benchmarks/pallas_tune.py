@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.cli import parse_ints, parse_shapes
+from benchmarks.cli import DTYPES, check_choices, parse_ints, parse_shapes
 from benchmarks.machine import peak_gbps
 from benchmarks.timing import calls_per_sample, time_interleaved
 from normzoo.norms import pallas_rows
@@ -209,12 +209,13 @@ def main(argv):
     raise app.UsageError(f"--interpret: the Pallas kernels need a GPU (backend: "
                          f"{jax.default_backend()}); pass --interpret to try the script out")
   shapes = parse_shapes("shapes", FLAGS.shapes)
+  dtypes = check_choices("dtypes", FLAGS.dtypes, DTYPES)
   grid = Grid(*(parse_ints(name, getattr(FLAGS, name)) for name in Grid._fields))
   calls = calls_per_sample(FLAGS.calls_per_sample)
   peak = peak_gbps()
   rows, skipped, start = [], [], time.perf_counter()
   for shape in shapes:
-    for dtype in FLAGS.dtypes:
+    for dtype in dtypes:
       if FLAGS.time_budget_s and time.perf_counter() - start > FLAGS.time_budget_s:
         skipped.append(f"{'x'.join(map(str, shape))} {dtype}")
         continue

@@ -16,7 +16,8 @@ Experiments:
 
 * ``rms_guard``: RMSNorm's overflow guard, ``lax.cond`` against a per-row
   select (``rms.overflow_guard``), each with and without the backward's
-  fusion barrier (``rms._barrier``).
+  fusion barrier (``rms._barrier``). The defaults: ``cond_barrier`` on CPU,
+  ``select_nobarrier`` on GPU, ``select_barrier`` on TPU.
 * ``batch_barriers``: the batch-statistics normalizers' backward with and
   without its fusion barriers (``normalize.fusion_barrier``), including group and
   instance norm in bf16 at 32x56x56x256, slow on an H200 for a reason not
@@ -31,6 +32,7 @@ from benchmarks.machine import setup_host, write_results  # isort: skip
 import contextlib
 import gzip
 import itertools
+import os
 import re
 import time
 from typing import Any, NamedTuple
@@ -41,7 +43,7 @@ from absl import app, flags
 from jax import lax
 
 from benchmarks import cases
-from benchmarks.cli import parse_shapes
+from benchmarks.cli import DTYPES, check_choices, parse_shapes
 from benchmarks.timing import calls_per_sample, time_interleaved
 from normzoo.norms import normalize
 from normzoo.norms.variants import rms
@@ -68,10 +70,10 @@ EXPERIMENTS = {
         dtypes=("float32", "bfloat16"), modes=("vjp", "fwd"),
         # The barrier is set explicitly: its default depends on the backend.
         variants={
-            "cond": [(rms, "overflow_guard", lambda: "cond"),
-                     (rms, "_barrier", lax.optimization_barrier)],
-            "select": [(rms, "overflow_guard", lambda: "select"),
-                       (rms, "_barrier", lax.optimization_barrier)],
+            "cond_barrier": [(rms, "overflow_guard", lambda: "cond"),
+                             (rms, "_barrier", lax.optimization_barrier)],
+            "select_barrier": [(rms, "overflow_guard", lambda: "select"),
+                               (rms, "_barrier", lax.optimization_barrier)],
             "cond_nobarrier": [(rms, "overflow_guard", lambda: "cond"),
                                (rms, "_barrier", _identity)],
             "select_nobarrier": [(rms, "overflow_guard", lambda: "select"),
@@ -111,7 +113,7 @@ def patched(patches):
 
 
 def compile_case(name: str, shape, dtype: str, mode: str, variants: dict) -> dict:
-  """``{label: (compiled, args)}`` for flax.linen and each variant, traced afresh under its patches."""
+  """``{label: (compiled, args)}`` for flax.linen and each variant, each traced afresh."""
   ours, theirs, kwargs = cases.modules(name, len(shape))
   x = jnp.asarray(cases.input_array(shape), dtype)
   programs = {}
@@ -142,71 +144,80 @@ def _same_programs(texts: dict[str, str]) -> dict[str, str]:
   return same_as
 
 
-def _round_robin(names, shapes_override):
-  """``(experiment, case)`` pairs, one case of each experiment in turn.
+def _round_robin(names: list[str], shapes, dtypes, modes) -> list[tuple[str, tuple]]:
+  """``(experiment, (norm, shape, dtype, mode))`` pairs, one case of each experiment in turn.
 
   Each experiment lists its most telling case first, so a time budget cut
-  leaves every experiment its first cases rather than the first experiment all.
+  leaves every experiment its first cases rather than the first experiment
+  all. ``shapes``, ``dtypes`` and ``modes`` override the experiments' own
+  when not empty.
   """
   queues = []
   for exp_name in names:
     exp = EXPERIMENTS[exp_name]
-    queues.append([(exp_name, (n, s, d, m)) for n in exp.norms
-                   for s in (shapes_override or exp.shapes)
-                   for d in (FLAGS.dtypes or exp.dtypes) for m in (FLAGS.modes or exp.modes)
+    queues.append([(exp_name, (n, s, d, m)) for n in exp.norms for s in (shapes or exp.shapes)
+                   for d in (dtypes or exp.dtypes) for m in (modes or exp.modes)
                    if cases.applies(n, s)])
   return [pair for turn in itertools.zip_longest(*queues) for pair in turn if pair is not None]
+
+
+def run_case(exp_name: str, name: str, shape, dtype: str, mode: str, calls: int
+             ) -> tuple[dict, dict[str, str]]:
+  """Compiles and times one case: its result row and ``{label: compiled HLO text}``."""
+  exp = EXPERIMENTS[exp_name]
+  programs = compile_case(name, shape, dtype, mode, exp.variants)
+  texts = {label: c.as_text() for label, (c, _) in programs.items()}
+  same_as = _same_programs({k: texts[k] for k in exp.variants})
+  timed = {k: v for k, v in programs.items() if k not in same_as}
+  times = time_interleaved({k: (lambda c=c, a=a: c(*a)) for k, (c, a) in timed.items()},
+                           FLAGS.repeats, calls=calls)
+  for label, twin in same_as.items():
+    times[label] = times[twin]
+  shape_s = "x".join(map(str, shape))
+  row = dict(experiment=exp_name, norm=name, shape=shape_s, dtype=dtype, mode=mode,
+             **{f"{k}_ms": v * 1e3 for k, v in times.items()}, same_program=same_as)
+  cells = " | ".join(
+      f"{k} {times[k] * 1e3:.3f} ({times[k] / times['flax']:.2f})"
+      + (f" = {same_as[k]}" if k in same_as else "") for k in exp.variants)
+  print(f"| {exp_name} | {name} | {shape_s} | {dtype} | {mode} | "
+        f"{times['flax'] * 1e3:.3f} | {cells} |", flush=True)
+  return row, {f"{exp_name} {name} {shape_s} {dtype} {mode} {label}": text
+               for label, text in texts.items()}
+
+
+def _write_hlo(path: str, texts: dict[str, str]) -> None:
+  """All compiled programs so far as gzip text, written whole and renamed into place."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with gzip.open(path + ".tmp", "wt") as f:
+    f.write("\n".join(f"==== {key}\n{text}" for key, text in texts.items()))
+  os.replace(path + ".tmp", path)
 
 
 def main(argv):
   del argv
   setup_host()
-  unknown = [e for e in FLAGS.experiments if e not in EXPERIMENTS]
-  if unknown:
-    raise app.UsageError(f"--experiments: unknown {', '.join(map(repr, unknown))}; "
-                         f"valid: {', '.join(EXPERIMENTS)}")
-  shapes_override = parse_shapes("shapes", FLAGS.shapes) if FLAGS.shapes else None
-  unknown = [m for m in FLAGS.modes if m not in cases.MODES]
-  if unknown:
-    raise app.UsageError(f"--modes: unknown {', '.join(map(repr, unknown))}; "
-                         f"valid: {', '.join(cases.MODES)}")
+  names = check_choices("experiments", FLAGS.experiments, tuple(EXPERIMENTS))
+  shapes = parse_shapes("shapes", FLAGS.shapes) if FLAGS.shapes else None
+  dtypes = check_choices("dtypes", FLAGS.dtypes, DTYPES)
+  modes = check_choices("modes", FLAGS.modes, cases.MODES)
   calls = calls_per_sample(FLAGS.calls_per_sample)
   start = time.perf_counter()
-  rows, hlo, skipped = [], [], 0
+  rows, hlo, not_run = [], {}, 0
   print("| experiment | norm | shape | dtype | mode | flax ms | variants: ms (/ flax) |")
   print("|---|---|---|---|---|---|---|")
-  for exp_name, (name, shape, dtype, mode) in _round_robin(FLAGS.experiments, shapes_override):
-    exp = EXPERIMENTS[exp_name]
+  for exp_name, case in _round_robin(names, shapes, dtypes, modes):
     if FLAGS.time_budget_s and time.perf_counter() - start > FLAGS.time_budget_s:
-      skipped += 1
+      not_run += 1
       continue
-    programs = compile_case(name, shape, dtype, mode, exp.variants)
-    texts = {label: c.as_text() for label, (c, _) in programs.items()}
-    same_as = _same_programs({k: texts[k] for k in exp.variants})
-    timed = {k: v for k, v in programs.items() if k not in same_as}
-    times = time_interleaved({k: (lambda c=c, a=a: c(*a)) for k, (c, a) in timed.items()},
-                             FLAGS.repeats, calls=calls)
-    for label, twin in same_as.items():
-      times[label] = times[twin]
-    shape_s = "x".join(map(str, shape))
-    row = dict(experiment=exp_name, norm=name, shape=shape_s, dtype=dtype, mode=mode,
-               **{f"{k}_ms": v * 1e3 for k, v in times.items()},
-               same_program=same_as)
+    row, texts = run_case(exp_name, *case, calls)
     rows.append(row)
-    cells = " | ".join(
-        f"{k} {times[k] * 1e3:.3f} ({times[k] / times['flax']:.2f})"
-        + (f" = {same_as[k]}" if k in same_as else "") for k in exp.variants)
-    print(f"| {exp_name} | {name} | {shape_s} | {dtype} | {mode} | "
-          f"{times['flax'] * 1e3:.3f} | {cells} |", flush=True)
-    hlo += [f"==== {exp_name} {name} {shape_s} {dtype} {mode} {label}\n{text}"
-            for label, text in texts.items()]
-    if FLAGS.json:
-      write_results(FLAGS.json, rows, skipped_for_time=skipped)
+    hlo.update(texts)
+    write_results(FLAGS.json, rows, not_run=not_run)
     if FLAGS.hlo:
-      with gzip.open(FLAGS.hlo, "wt") as f:
-        f.write("\n".join(hlo))
-  if skipped:
-    print(f"{skipped} case(s) not started: --time_budget_s={FLAGS.time_budget_s} reached")
+      _write_hlo(FLAGS.hlo, hlo)
+  write_results(FLAGS.json, rows, not_run=not_run)
+  if not_run:
+    print(f"--time_budget_s={FLAGS.time_budget_s:g} reached: {not_run} case(s) not run")
 
 
 if __name__ == "__main__":

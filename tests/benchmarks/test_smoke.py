@@ -87,7 +87,9 @@ def test_benchmarks_name_the_flag_of_a_bad_value():
       ("benchmarks.bandwidth", ["--size_mib=0"], "--size_mib=0"),
       ("benchmarks.variants", ["--experiments=rms_guard,rms_gaurd"], "--experiments"),
       ("benchmarks.variants", ["--shapes=8x"], "--shapes"),
-      ("benchmarks.variants", ["--modes=vjp,bwd"], "--modes")]
+      ("benchmarks.variants", ["--modes=vjp,bwd"], "--modes"),
+      ("benchmarks.variants", ["--dtypes=float32,f16"], "--dtypes"),
+      ("benchmarks.norms", ["--dtypes=bf16"], "--dtypes")]
   # Started together: each spends seconds importing JAX before it fails.
   procs = [(module, args, flag, subprocess.Popen(
       [sys.executable, "-m", module, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -205,12 +207,24 @@ def test_variants_benchmark_times_each_program_once(tmp_path):
   # The forward has no backward barrier: those variants are the same program,
   # reported as such; the guard changes the forward, the barrier the vjp.
   assert by_mode["rms_guard", "rms", "fwd"]["same_program"] == {
-      "cond_nobarrier": "cond", "select_nobarrier": "select"}
+      "cond_nobarrier": "cond_barrier", "select_nobarrier": "select_barrier"}
   assert by_mode["rms_guard", "rms", "vjp"]["same_program"] == {}
   assert by_mode["batch_barriers", "batch", "vjp"]["same_program"] == {}
   assert by_mode["batch_barriers", "batch", "fwd"]["same_program"] == {"no_barriers": "barriers"}
-  assert all(r["flax_ms"] > 0 and r["select_ms" if r["experiment"] == "rms_guard"
+  assert all(r["flax_ms"] > 0 and r["select_barrier_ms" if r["experiment"] == "rms_guard"
                                      else "no_barriers_ms"] > 0 for r in rows)
   text = gzip.open(hlo, "rt").read()
   assert text.count("==== rms_guard rms 4x8x8x32 float32 vjp ") == 5  # flax and 4 variants
-  assert "= select" in stdout
+  assert "= select_barrier" in stdout
+
+
+def test_variants_benchmark_records_cases_cut_by_the_time_budget(tmp_path):
+  path = tmp_path / "variants.json"
+  stdout = _run("benchmarks.variants", "--experiments=rms_guard", "--shapes=4x8x8x32",
+                "--dtypes=float32", "--modes=fwd,vjp", "--repeats=1", "--time_budget_s=1e-9",
+                f"--json={path}", f"--hlo={tmp_path / 'sub' / 'hlo.txt.gz'}")
+  result = json.loads(path.read_text())
+  # The budget is spent before the first case starts: nothing runs, and the
+  # JSON says so even though no case finished to write it.
+  assert result["rows"] == [] and result["not_run"] == 2
+  assert "--time_budget_s=1e-09 reached: 2 case(s) not run" in stdout
