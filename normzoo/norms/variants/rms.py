@@ -116,9 +116,10 @@ def overflow_guard() -> str:
 
   ``"select"`` (GPU, TPU): the sum of ``(x * c)^2`` with a fixed power of
   two ``c`` (:func:`_fixed_overflow_scale`) beside the plain sum, then a
-  per-row select; no control flow. XLA:GPU runs a conditional by copying
-  its predicate to the host, which stalls the queue of calls once per
-  normalizer, while sibling reductions can share one kernel. The H200 run
+  per-row select; no control flow. XLA:GPU has run a conditional by
+  copying its predicate to the host, which drains the queue of calls once
+  per normalizer (on-device conditionals need CUDA-graph conditional
+  nodes: openxla/xla#6973), while sibling reductions can share one kernel. The H200 run
   of 2026-12-04 is consistent with that, not proof of it: RMSNorm's XLA
   path was 1.21-1.42x flax.linen's time where batch, layer, group and
   instance norm were at parity, and it differed from them in two ways,
