@@ -52,6 +52,9 @@ VARIANTS = {"batch_renorm": {"momentum": 0.9}, "ghost_batch": {"momentum": 0.9},
             "frn": {}, "evonorm_b0": {"momentum": 0.9}, "evonorm_s0": {"num_groups": 8},
             "switchable": {"momentum": 0.9}}
 
+# Every name :func:`modules` knows.
+NORMS = ("batch", "layer", "group", "instance", "rms", *PALLAS, *VARIANTS)
+
 
 def jax_program(module_cls, kwargs, x, mode: str, train: bool) -> tuple[Callable, tuple]:
   """``(jitted, args)`` timing one implementation: ``jitted(*args)`` is one call.

@@ -37,7 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.cases import MODES, PALLAS, VARIANTS, applies, input_array, jax_program, modules
+from benchmarks.cases import (MODES, NORMS, PALLAS, VARIANTS, applies, input_array, jax_program,
+                              modules)
 from benchmarks.cli import DTYPES, check_choices, parse_shapes
 from benchmarks.machine import peak_gbps as device_peak_gbps
 from benchmarks.timing import calls_per_sample, time_interleaved
@@ -198,8 +199,7 @@ def main(argv):
   del argv
   setup_host()
   shapes = parse_shapes("shapes", FLAGS.shapes)
-  check_choices("norms", FLAGS.norms, ("batch", "layer", "group", "instance", "rms", *PALLAS,
-                                      *VARIANTS))
+  check_choices("norms", FLAGS.norms, NORMS)
   dtypes = check_choices("dtypes", FLAGS.dtypes, DTYPES)
   modes = check_choices("modes", FLAGS.modes, MODES)
   if FLAGS.quick:

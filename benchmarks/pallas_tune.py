@@ -26,12 +26,12 @@ from __future__ import annotations
 # First: it sets OMP_WAIT_POLICY before anything can load PyTorch's OpenMP runtime.
 from benchmarks.machine import setup_host, write_results  # isort: skip
 
-import contextlib
 import functools
 import itertools
 import time
 from collections.abc import Callable
 from typing import NamedTuple
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -67,19 +67,6 @@ _KNOBS = ("_FORWARD_BLOCK_ELEMENTS", "_MAX_WARPS", "_BACKWARD_BLOCK_ELEMENTS",
           "_BACKWARD_SPAN_ROWS")
 
 
-@contextlib.contextmanager
-def _constants(**values):
-  """Sets pallas_rows' tuning constants while a variant is traced and compiled."""
-  old = {k: getattr(pallas_rows, k) for k in values}
-  for k, v in values.items():
-    setattr(pallas_rows, k, v)
-  try:
-    yield
-  finally:
-    for k, v in old.items():
-      setattr(pallas_rows, k, v)
-
-
 class _Variant(NamedTuple):
   constants: dict  # pallas_rows' constants to set while tracing
   blocks: str      # the launch's block layout: all the interpreter sees of it
@@ -96,7 +83,7 @@ def _variants(knobs: tuple[str, str], values: tuple[list[int], list[int]],
   grid = [default] + [dict(zip(knobs, v)) for v in itertools.product(*values)]
   variants, seen = {}, set()
   for consts in grid:
-    with _constants(**consts):
+    with mock.patch.multiple(pallas_rows, **consts):
       blocks, warps = launch()
     if (blocks, warps) in seen:
       continue
@@ -166,7 +153,8 @@ def tune_shape(shape: tuple[int, ...], dtype: str, grid: Grid, repeats: int, cal
       # the constants are read while tracing.
       target = (jax.jit(lambda *a: fn(*a)) if kernel == "forward"
                 else jax.jit(lambda pull, ct: pull(ct)))
-      with _constants(**variant.constants):
+      # pallas_rows' constants are read while the variant is traced and compiled.
+      with mock.patch.multiple(pallas_rows, **variant.constants):
         args[label] = arguments(kernel)
         compiled[label] = target.lower(*args[label]).compile()
     # Distinct launches must compile to distinct programs. They once did

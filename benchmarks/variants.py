@@ -36,6 +36,7 @@ import os
 import re
 import time
 from typing import Any, NamedTuple
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -102,14 +103,10 @@ flags.DEFINE_string("hlo", "", "Write every compiled program here, gzip text (''
 @contextlib.contextmanager
 def patched(patches):
   """Sets each ``(module, attribute, value)`` for the duration, then restores it."""
-  saved = [(m, a, getattr(m, a)) for m, a, _ in patches]
-  try:
-    for m, a, v in patches:
-      setattr(m, a, v)
+  with contextlib.ExitStack() as stack:
+    for module, attribute, value in patches:
+      stack.enter_context(mock.patch.object(module, attribute, value))
     yield
-  finally:
-    for m, a, v in reversed(saved):
-      setattr(m, a, v)
 
 
 def compile_case(name: str, shape, dtype: str, mode: str, variants: dict) -> dict:

@@ -9,15 +9,16 @@ Overflow. ``x^2`` overflows float32 once ``|x| > 1.8e19`` (and bf16 input is
 up-cast first, so it would overflow there too). We divide ``x`` by
 ``2^k >= max|x|`` first (``k >= 0``, so small inputs are untouched) and add
 ``epsilon * 2^-2k``: the function is identical, the power-of-two scaling is
-exact, and the squares stay <= 1 (k stops at 126, where 2^-k is still a
-normal number, so they stay < 16 for ``max|x| >= 2^126``). That costs a pass over ``x`` for the
-maximum, so without ``axis_name`` the sum of squares is tried first, and
-only rows where it is not finite use scaled statistics, taken one of two
-ways (:func:`overflow_guard`): on CPU a ``lax.cond`` computes the maximum
-and the scaled sum only when needed; elsewhere a second sum of
-``(x * 2^-80)^2`` (the ``2^-80`` a fixed power of two chosen so that neither
-overflow nor underflow can matter) runs next to the plain one, where XLA
-fuses the two into one pass, and a select picks per row.
+exact, and the squares stay <= 1 (k stops where 2^-k is the smallest normal
+number, 2^-126 in float32 or 2^-1022 in float64, so they stay < 16 beyond
+that). That costs a pass over ``x`` for the maximum, so without
+``axis_name`` the sum of squares is tried first, and only rows where it is
+not finite use scaled statistics, taken one of two ways
+(:func:`overflow_guard`): on CPU a ``lax.cond`` computes the maximum and
+the scaled sum only when needed; elsewhere a sum of ``(x * c)^2`` (``c`` a
+fixed power of two, 2^-80 in float32, for which neither overflow nor
+underflow can matter) is taken beside the plain one, and a select picks
+per row.
 
 Backward (without ``axis_name``), with ``x_hat = x / rms``, ``g = dy * scale``,
 ``m`` the mask and ``N`` the valid count per row::
@@ -119,13 +120,13 @@ def overflow_guard() -> str:
   per-row select; no control flow. XLA:GPU has run a conditional by
   copying its predicate to the host, which drains the queue of calls once
   per normalizer (on-device conditionals need CUDA-graph conditional
-  nodes: openxla/xla#6973), while sibling reductions can share one kernel. The H200 run
-  of 2026-12-04 is consistent with that, not proof of it: RMSNorm's XLA
-  path was 1.21-1.42x flax.linen's time where batch, layer, group and
-  instance norm were at parity, and it differed from them in two ways,
-  this conditional and a backward fusion barrier they no longer had on GPU
-  (:func:`_barrier`). The forms have not yet been timed against each other
-  on a GPU (``benchmarks.variants --experiments=rms_guard``).
+  nodes: openxla/xla#6973), while sibling reductions can share one kernel.
+  The H200 run of 2026-12-04 is consistent with that, not proof of it:
+  RMSNorm's XLA path was 1.21-1.42x flax.linen's time where batch, layer,
+  group and instance norm were at parity, and it differed from them in two
+  ways, this conditional and a backward fusion barrier they no longer had
+  on GPU (:func:`_barrier`). The forms have not yet been timed against
+  each other on a GPU (``benchmarks.variants --experiments=rms_guard``).
   """
   return "cond" if jax.default_backend() == "cpu" else "select"
 
