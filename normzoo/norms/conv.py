@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from normzoo.norms import registry
 from normzoo.norms.stats import stat_dtype
 
 Array = jax.Array
@@ -84,7 +85,5 @@ def get_conv(name: str, **overrides: Any) -> Callable[..., nn.Module]:
   Raises:
     ValueError: unknown ``name``; the message lists the valid names.
   """
-  if name not in CONVS:
-    raise ValueError(f"unknown conv {name!r}; valid names are: {', '.join(available_convs())}")
-  constructor = CONVS[name]
+  constructor = registry.lookup(CONVS, name, kind="conv")
   return functools.partial(constructor, **overrides) if overrides else constructor

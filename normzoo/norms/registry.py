@@ -51,6 +51,27 @@ def register_norm(name: str, constructor: NormConstructor) -> None:
   NORMS[name] = constructor
 
 
+def lookup(table: dict[str, Any], name: str, kind: str = "norm") -> Any:
+  """``table[name]``; ValueError listing the valid names otherwise.
+
+  Shared by the linen and nnx registries of norms and convolutions, so both
+  APIs give the same message.
+  """
+  if name not in table:
+    raise ValueError(f"unknown {kind} {name!r}; valid names are: {', '.join(sorted(table))}")
+  return table[name]
+
+
+def check_overrides(name: str, overrides: dict[str, Any], accepted: set[str],
+                    kind: str = "norm") -> None:
+  """ValueError naming the keyword arguments of ``overrides`` not in ``accepted``."""
+  unknown = sorted(set(overrides) - accepted)
+  if unknown:
+    raise ValueError(
+        f"{kind} {name!r} does not accept argument(s) {unknown}; "
+        f"it accepts: {', '.join(sorted(accepted))}")
+
+
 def get_norm(name: str, **overrides: Any) -> functools.partial:
   """Returns ``partial(ModuleClass, **overrides)`` for the normalizer ``name``.
 
@@ -58,16 +79,8 @@ def get_norm(name: str, **overrides: Any) -> functools.partial:
     ValueError: ``name`` is not registered (the message lists valid names), or
       an override is not a field of the module.
   """
-  if name not in NORMS:
-    raise ValueError(
-        f"unknown norm {name!r}; valid names are: {', '.join(available_norms())}")
-  constructor = NORMS[name]
-  fields = module_fields(constructor)
-  unknown = sorted(set(overrides) - fields)
-  if unknown:
-    raise ValueError(
-        f"norm {name!r} does not accept argument(s) {unknown}; "
-        f"it accepts: {', '.join(sorted(fields - {'parent', 'name'}))}")
+  constructor = lookup(NORMS, name)
+  check_overrides(name, overrides, module_fields(constructor) - {"parent", "name"})
   return functools.partial(constructor, **overrides)
 
 

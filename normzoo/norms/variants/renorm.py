@@ -67,7 +67,7 @@ def renorm_limits(step: Array | float, r_max: float, d_max: float, warmup_steps:
   return 1.0 + (r_max - 1.0) * frac, d_max * frac
 
 
-def _check_limits(r_max: Any, d_max: Any) -> None:
+def check_limits(r_max: Any, d_max: Any) -> None:
   if isinstance(r_max, (int, float)) and not r_max >= 1:
     raise ValueError(f"r_max must be >= 1 (r is clipped to [1/r_max, r_max]); got r_max={r_max!r}")
   if isinstance(d_max, (int, float)) and not d_max >= 0:
@@ -100,7 +100,7 @@ def batch_renorm(x: Array, scale: Array | None, bias: Array | None, mean: Array,
   _checks.check_momentum(momentum)
   _checks.check_mask(mask, x.shape)
   _checks.check_axis_name(axis_name)
-  _check_limits(r_max, d_max)
+  check_limits(r_max, d_max)
   for name, value in (("scale", scale), ("bias", bias), ("mean", mean), ("var", var)):
     _checks.check_feature_params(name, value, feature_shape)
   if mean is None or var is None:
@@ -172,7 +172,7 @@ class BatchRenorm(nn.Module):
                mask: Array | None = None) -> Array:
     use_running_average = nn.merge_param("use_running_average", self.use_running_average,
                                          use_running_average)
-    _check_limits(self.r_max, self.d_max)
+    check_limits(self.r_max, self.d_max)
     feature_axes, reduction_axes, feature_shape = per_channel_layout(x, self.axis)
     _require_batch_stats(self, train=not use_running_average)
     ra_mean = self.variable("batch_stats", "mean", jnp.zeros, feature_shape, jnp.float32)
