@@ -11,6 +11,8 @@ from normzoo.norms import (CONVS, BatchRenorm, EvoNormB0, EvoNormS0, FilterRespo
                            precise_batch_stats, renorm_limits, rms_norm,
                            standardize_kernel, switchable_norm, weight_standardized_conv)
 
+from normzoo import nnx  # noqa: E402  (normzoo.nnx: the flax.nnx modules)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -24,4 +26,6 @@ __all__ = [
     "standardize_kernel", "switchable_norm", "weight_standardized_conv",
     # Pallas (Triton, GPU) kernels for the last axis
     "pallas_layer_norm", "pallas_rms_norm",
+    # flax.nnx modules and their registry
+    "nnx",
 ]
