@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import flax.linen as nn
 import jax
+from flax import nnx
 import jax.numpy as jnp
 import numpy as np
 
@@ -42,6 +43,22 @@ def modules(name: str, x_ndim: int):
     # flax.linen has no counterpart: timed against the layer they replace.
     return normzoo.get_norm(name, **VARIANTS[name]), nn.BatchNorm, {}
   raise ValueError(f"unknown benchmark norm {name!r}")
+
+
+def nnx_modules(name: str, x_ndim: int):
+  """(ours, theirs, constructor kwargs) in flax.nnx form: normzoo.nnx vs flax.nnx."""
+  _, _, kwargs = modules(name, x_ndim)
+  base = PALLAS.get(name, name)
+  if base in VARIANTS:
+    return functools.partial(normzoo.nnx.NORMS[base], **VARIANTS[base]), nnx.BatchNorm, {}
+  ours = {"batch": normzoo.nnx.BatchNorm, "layer": normzoo.nnx.LayerNorm,
+          "group": normzoo.nnx.GroupNorm, "instance": normzoo.nnx.InstanceNorm,
+          "rms": normzoo.nnx.RMSNorm}[base]
+  theirs = {"batch": nnx.BatchNorm, "layer": nnx.LayerNorm, "group": nnx.GroupNorm,
+            "instance": nnx.InstanceNorm, "rms": nnx.RMSNorm}[base]
+  if name in PALLAS:
+    ours = functools.partial(ours, implementation="pallas")
+  return ours, theirs, dict(kwargs)
 
 
 # The Pallas kernels (last axis only, GPU) and the norm each stands in for.
@@ -86,6 +103,53 @@ def jax_program(module_cls, kwargs, x, mode: str, train: bool) -> tuple[Callable
   if mode == "fwd+bwd":
     return (jax.jit(jax.grad(lambda x, v: jnp.sum(jnp.square(forward(x, v).astype(jnp.float32))))),
             (x, variables))
+  raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+
+
+def nnx_program(module_cls, kwargs, x, mode: str, train: bool) -> tuple[Callable, tuple]:
+  """:func:`jax_program` for an nnx module class, jitted with ``nnx.jit``.
+
+  The module is an argument (its state goes in and the updated statistics
+  come back, as in an nnx training step); autodiff runs on the split state.
+  """
+  from normzoo.nnx.registry import uses_batch_statistics
+  is_bn = uses_batch_statistics(module_cls)  # also right for flax.nnx's classes
+  extra = {"use_running_average": not train} if is_bn else {}
+  module = module_cls(x.shape[-1], **kwargs, **extra, rngs=nnx.Rngs(0))
+
+  def pure(x, graphdef, state):
+    # copy=True: fresh Variables at the trace level of the autodiff transform
+    # (merging the caller's own would mutate them from inside it).
+    m = nnx.merge(graphdef, state, copy=True)
+    return m(x), nnx.state(m)
+
+  if mode == "fwd":
+    return nnx.jit(lambda x, m: m(x)), (x, module)
+  if mode == "vjp":
+    graphdef, state = nnx.split(module)
+    out = jax.eval_shape(lambda x, state: pure(x, graphdef, state)[0], x, state)
+    ct = jax.random.normal(jax.random.PRNGKey(1), out.shape, out.dtype)
+
+    @nnx.jit
+    def with_cotangent(x, m, ct):
+      graphdef, state = nnx.split(m)
+      # The state's cotangent is unused and XLA removes it.
+      y, pull, new_state = jax.vjp(lambda x, s: pure(x, graphdef, s), x, state, has_aux=True)
+      nnx.update(m, new_state)
+      return y, pull(ct)[0]
+    return with_cotangent, (x, module, ct)
+  if mode == "fwd+bwd":
+    @nnx.jit
+    def grad(x, m):
+      graphdef, state = nnx.split(m)
+
+      def loss(x, state):
+        y, new_state = pure(x, graphdef, state)
+        return jnp.sum(jnp.square(y.astype(jnp.float32))), new_state
+      dx, new_state = jax.grad(loss, has_aux=True)(x, state)
+      nnx.update(m, new_state)
+      return dx
+    return grad, (x, module)
   raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
 
 

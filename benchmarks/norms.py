@@ -38,7 +38,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.cases import (MODES, NORMS, PALLAS, VARIANTS, applies, input_array, jax_program,
-                              modules)
+                              modules, nnx_modules, nnx_program)
 from benchmarks.cli import DTYPES, check_choices, parse_shapes
 from benchmarks.machine import peak_gbps as device_peak_gbps
 from benchmarks.timing import calls_per_sample, time_interleaved
@@ -55,6 +55,9 @@ flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Input dtypes.")
 flags.DEFINE_list("modes", list(MODES),
                   "What to time: fwd, fwd+bwd (grad of sum(y^2)), vjp (y and dx for a given "
                   "cotangent).")
+flags.DEFINE_list("apis", ["linen", "nnx"],
+                  "Module APIs to time: linen (normzoo vs flax.linen, jax.jit) and nnx "
+                  "(normzoo.nnx vs flax.nnx, nnx.jit with the module as an argument).")
 flags.DEFINE_integer("repeats", 15, "Timed repetitions per implementation (median reported).")
 flags.DEFINE_bool("quick", False, "Only 128x32x32x64 float32 fwd+bwd.")
 flags.DEFINE_bool("torch", True, "Include PyTorch CPU when it is installed.")
@@ -81,9 +84,10 @@ _TORCH_NCHW = {
 }
 
 
-def _jax_fn(module_cls, kwargs, x, mode: str, train: bool) -> Callable:
-  """``fn(x)``: :func:`jax_program`'s call with ``x`` replaced."""
-  fn, args = jax_program(module_cls, kwargs, x, mode, train)
+def _jax_fn(module_cls, kwargs, x, mode: str, train: bool, api: str = "linen") -> Callable:
+  """``fn(x)``: :func:`jax_program`'s (or :func:`nnx_program`'s) call with ``x`` replaced."""
+  program = nnx_program if api == "nnx" else jax_program
+  fn, args = program(module_cls, kwargs, x, mode, train)
   return lambda x: fn(x, *args[1:])
 
 
@@ -139,15 +143,15 @@ def _torch_fn(name: str, x: np.ndarray, mode: str, train: bool):
 
 
 def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bool,
-             repeats: int, use_torch: bool, calls: int = 1, peak_gbps: float = 0.0
-             ) -> dict | None:
+             repeats: int, use_torch: bool, calls: int = 1, peak_gbps: float = 0.0,
+             api: str = "linen") -> dict | None:
   if not applies(name, shape):
     return None
-  ours_cls, flax_cls, kwargs = modules(name, len(shape))
+  ours_cls, flax_cls, kwargs = (nnx_modules if api == "nnx" else modules)(name, len(shape))
   x_np = input_array(shape)
   x = jnp.asarray(x_np, dtype)
-  f_ours = _jax_fn(ours_cls, kwargs, x, mode, train)
-  f_flax = _jax_fn(flax_cls, kwargs, x, mode, train)
+  f_ours = _jax_fn(ours_cls, kwargs, x, mode, train, api)
+  f_flax = _jax_fn(flax_cls, kwargs, x, mode, train, api)
   times = time_interleaved({"normzoo": lambda: f_ours(x), "flax": lambda: f_flax(x)}, repeats,
                            calls=calls)
   # PyTorch is timed after the JAX pair, not interleaved with it: on CPU
@@ -155,19 +159,21 @@ def run_case(name: str, shape: tuple[int, ...], dtype: str, mode: str, train: bo
   # with OMP_WAIT_POLICY=PASSIVE, which moved normzoo/flax by up to 0.4
   # depending on which of the two ran after PyTorch (batch norm training
   # forward at 256x8x8x512: 1.41 interleaved, 0.96-1.00 without PyTorch).
-  if use_torch and dtype == "float32" and name not in VARIANTS:
+  if use_torch and api == "linen" and dtype == "float32" and name not in VARIANTS:
     t = _torch_fn(PALLAS.get(name, name), x_np, mode, train)
     if t is not None:
       times.update(time_interleaved({"torch": t}, repeats, calls=calls))
   # Traffic at the minimum: x read and the outputs written (y or dx, both
   # for vjp, which also reads ct, y's twin), each in its own dtype: bf16
   # input with float32 parameters gives a float32 y.
-  outputs = jax.tree.leaves(jax.eval_shape(f_ours, x))
+  # A real (already compiled) call, not eval_shape: tracing an nnx.jit
+  # function inside another transform would mutate its module's state there.
+  outputs = jax.tree.leaves(f_ours(x))
   nbytes = x.nbytes + sum(o.size * o.dtype.itemsize for o in outputs)
   if mode == "vjp":
     nbytes += outputs[0].size * outputs[0].dtype.itemsize
   label = f"{name} (vs flax BatchNorm)" if name in VARIANTS else name
-  row = dict(norm=label, shape="x".join(map(str, shape)), dtype=dtype, mode=mode,
+  row = dict(norm=label, api=api, shape="x".join(map(str, shape)), dtype=dtype, mode=mode,
              train=train, **{f"{k}_ms": v * 1e3 for k, v in times.items()},
              normzoo_gbps=nbytes / times["normzoo"] / 1e9,
              vs_flax=times["normzoo"] / times["flax"])
@@ -182,13 +188,13 @@ def _format(rows: list[dict]) -> str:
   peak = any("pct_peak" in r for r in rows)
   # Below a millisecond (an accelerator), milliseconds with three decimals.
   ms = ".3f" if rows and min(r["normzoo_ms"] for r in rows) < 1 else ".1f"
-  lines = ["| norm | shape | dtype | mode | train | normzoo ms | flax ms | torch ms | "
+  lines = ["| norm | api | shape | dtype | mode | train | normzoo ms | flax ms | torch ms | "
            "normzoo/flax | normzoo/torch | normzoo GB/s |" + (" % of peak |" if peak else ""),
-           "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if peak else "")]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if peak else "")]
   for r in rows:
     torch_ms = f"{r['torch_ms']:{ms}}" if "torch_ms" in r else "-"
     vs_torch = f"{r['vs_torch']:.2f}" if "vs_torch" in r else "-"
-    lines.append(f"| {r['norm']} | {r['shape']} | {r['dtype']} | {r['mode']} | "
+    lines.append(f"| {r['norm']} | {r.get('api', 'linen')} | {r['shape']} | {r['dtype']} | {r['mode']} | "
                  f"{'train' if r['train'] else 'eval'} | {r['normzoo_ms']:{ms}} | "
                  f"{r['flax_ms']:{ms}} | {torch_ms} | {r['vs_flax']:.2f} | {vs_torch} | "
                  f"{r['normzoo_gbps']:.1f} |" + (f" {r['pct_peak']:.0f} |" if peak else ""))
@@ -202,6 +208,7 @@ def main(argv):
   check_choices("norms", FLAGS.norms, NORMS)
   dtypes = check_choices("dtypes", FLAGS.dtypes, DTYPES)
   modes = check_choices("modes", FLAGS.modes, MODES)
+  apis = check_choices("apis", FLAGS.apis, ("linen", "nnx"))
   if FLAGS.quick:
     shapes, dtypes, modes = [(128, 32, 32, 64)], ["float32"], ["fwd+bwd"]
   gpu = jax.default_backend() == "gpu"
@@ -214,21 +221,21 @@ def main(argv):
     norms = [n for n in norms if n not in PALLAS]
   rows, failures, skipped = [], [], 0
   start = time.perf_counter()
-  cases = [(name, shape, dtype, mode, train)
+  cases = [(name, shape, dtype, mode, train, api)
            for name in norms for shape in shapes if applies(name, shape)
            for dtype in dtypes for mode in modes
-           for train in ([True, False] if name == "batch" else [True])]
-  for name, shape, dtype, mode, train in cases:
+           for train in ([True, False] if name == "batch" else [True]) for api in apis]
+  for name, shape, dtype, mode, train, api in cases:
     if FLAGS.time_budget_s and time.perf_counter() - start > FLAGS.time_budget_s:
       skipped += 1
       continue
     try:
       row = run_case(name, shape, dtype, mode, train, FLAGS.repeats, FLAGS.torch, calls,
-                     peak_gbps)
+                     peak_gbps, api)
     except Exception as e:  # pylint: disable=broad-except
       if not FLAGS.keep_going:
         raise
-      case = f"{name} {'x'.join(map(str, shape))} {dtype} {mode} train={train}"
+      case = f"{name} {api} {'x'.join(map(str, shape))} {dtype} {mode} train={train}"
       failures.append(dict(case=case, error=f"{type(e).__name__}: {e}"))
       print(f"FAILED {case}:\n{traceback.format_exc()}", flush=True)
     else:

@@ -26,10 +26,10 @@ def test_norms_benchmark(tmp_path):
   stdout = _run("benchmarks.norms", "--norms=batch,rms,frn", "--shapes=8x4x4x32",
                 "--dtypes=float32", "--modes=fwd+bwd,vjp", "--repeats=1", f"--json={path}")
   rows = json.loads(path.read_text())["rows"]
-  assert {(r["norm"], r["train"], r["mode"]) for r in rows} == {
-      (norm, train, mode) for mode in ("fwd+bwd", "vjp")
+  assert sorted((r["norm"], r["train"], r["mode"], r["api"]) for r in rows) == sorted(
+      (norm, train, mode, api) for mode in ("fwd+bwd", "vjp") for api in ("linen", "nnx")
       for norm, train in (("batch", True), ("batch", False), ("rms", True),
-                          ("frn (vs flax BatchNorm)", True))}
+                          ("frn (vs flax BatchNorm)", True)))
   assert all(r["normzoo_ms"] > 0 and r["flax_ms"] > 0 for r in rows)
   assert "normzoo/flax" in stdout
 
@@ -104,7 +104,7 @@ def test_norms_benchmark_peak_column_and_pallas_skip_on_cpu(tmp_path):
   path = tmp_path / "norms.json"
   stdout = _run("benchmarks.norms", "--norms=layer,layer_pallas", "--shapes=4x8x16",
                 "--dtypes=float32", "--modes=fwd", "--repeats=1", "--calls_per_sample=2",
-                "--peak_gbps=100", "--notorch", f"--json={path}")
+                "--peak_gbps=100", "--notorch", "--apis=linen", f"--json={path}")
   assert "skipping layer_pallas: the Pallas kernels need a GPU" in stdout
   (row,) = json.loads(path.read_text())["rows"]
   assert row["norm"] == "layer" and "% of peak" in stdout
@@ -120,6 +120,8 @@ for name in ("pallas_layer_norm", "pallas_rms_norm"):
 rows = [norms.run_case(n, (4, 8, 16), "float32", "vjp", True, 1, False, calls=2)
         for n in ("layer_pallas", "rms_pallas")]
 rows.append(norms.run_case("layer_pallas", (2, 4, 4, 16), "float32", "fwd", True, 1, False))
+rows.append(norms.run_case("rms_pallas", (4, 8, 16), "float32", "vjp", True, 1, False, calls=2,
+                           api="nnx"))
 print(json.dumps(rows))
 """
 
@@ -127,8 +129,9 @@ print(json.dumps(rows))
 def test_norms_benchmark_times_the_pallas_modules():
   # What the benchmark runs on a GPU, here through the Pallas interpreter
   # (in a subprocess: benchmarks.norms and train_step define the same flags).
-  *rows, conv_layout = json.loads(_python("-c", _PALLAS_CASES).splitlines()[-1])
+  *rows, conv_layout, nnx_row = json.loads(_python("-c", _PALLAS_CASES).splitlines()[-1])
   assert [r["norm"] for r in rows] == ["layer_pallas", "rms_pallas"]
+  assert nnx_row["api"] == "nnx" and nnx_row["normzoo_ms"] > 0
   assert all(r["normzoo_ms"] > 0 and r["flax_ms"] > 0 for r in rows)
   assert conv_layout is None  # layer norm over (H, W, C): not the kernel's layout
 
@@ -174,15 +177,16 @@ def test_norms_benchmark_time_budget_and_keep_going(tmp_path):
   # one), which --keep_going records before going on to the other cases.
   stdout = _run("benchmarks.norms", "--norms=batch,layer", "--shapes=1x1x1x32",
                 "--dtypes=float32", "--modes=fwd", "--repeats=1", "--notorch", "--keep_going",
-                f"--json={path}")
+                "--apis=linen", f"--json={path}")
   result = json.loads(path.read_text())
-  assert [f["case"] for f in result["failures"]] == ["batch 1x1x1x32 float32 fwd train=True"]
+  assert [f["case"] for f in result["failures"]] == [
+      "batch linen 1x1x1x32 float32 fwd train=True"]
   assert result["failures"][0]["error"].startswith("ValueError: batch_norm in training mode")
   assert [(r["norm"], r["train"]) for r in result["rows"]] == [("batch", False), ("layer", True)]
   assert "1 cases failed" in stdout
   stdout = _run("benchmarks.norms", "--norms=batch,layer,group", "--shapes=8x4x4x48",
                 "--dtypes=float32", "--modes=fwd,vjp", "--repeats=1", "--notorch",
-                "--time_budget_s=0.001", f"--json={path}")
+                "--time_budget_s=0.001", "--apis=linen", f"--json={path}")
   result = json.loads(path.read_text())
   # Six cases (batch: 2 modes x train/eval, layer: 2 modes), group norm's
   # not among them (48 channels, 32 groups). The first may start within the
