@@ -154,3 +154,32 @@ def test_registry_errors_are_the_linen_ones():
     with pytest.raises(ValueError) as nnx_error:
       znnx.get_norm("nrom", 4)
     assert str(linen_error.value) == str(nnx_error.value)
+
+
+@pytest.mark.parametrize("name", sorted(znnx.NORMS))
+def test_every_norm_under_nnx_jit_over_an_8_device_batch_matches_one_device(name):
+  mesh = _mesh()
+  kwargs = {"group": dict(num_groups=4), "evonorm_s0": dict(num_groups=4),
+            "ghost_batch": dict(virtual_batch_size=4)}.get(name, {})
+  x = data(RNG, (32, 3, 3, 8), loc=1.0)
+  module, reference = (znnx.get_norm(name, 8, rngs=nnx.Rngs(0), **kwargs) for _ in range(2))
+  xs = jax.device_put(x, NamedSharding(mesh, P("batch")))
+  y = nnx.jit(lambda m, x: m(x))(module, xs)
+  assert_trees_close(y, reference(x), 2e-5, 2e-5, what=name)
+  assert_trees_close(nnx_stats(module), nnx_stats(reference), 2e-5, 2e-5, what=name)
+
+
+def test_shard_map_batch_norm_matches_flax_nnx_on_8_devices():
+  mesh = _mesh()
+  x = data(RNG, (32, 5), loc=2.0)
+  outputs = []
+  for cls in (znnx.BatchNorm, nnx.BatchNorm):
+    graphdef, state = nnx.split(cls(5, momentum=0.7, axis_name="batch", rngs=nnx.Rngs(0)))
+
+    def per_device(state, x):
+      module = nnx.merge(graphdef, state)
+      return module(x), nnx.state(module, nnx.BatchStat)
+
+    outputs.append(jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("batch")),
+                                         out_specs=(P("batch"), P())))(state, x))
+  assert_trees_close(outputs[0], outputs[1], 2e-5, 2e-5)
