@@ -4,9 +4,11 @@
     python -m benchmarks.variants --experiments=rms_guard --hlo=benchmarks/out/variants_hlo.txt.gz
 
 Some choices inside normzoo are made per backend from measurements (a fusion
-barrier, a conditional or a select); an experiment here builds the same
-normalizer once per variant, with the choice patched while it is traced
-and compiled, and times the compiled programs interleaved with flax.linen's
+barrier, a conditional or a select: the fields of
+``normzoo.norms.policy.BackendPolicy``); an experiment here builds the same
+normalizer once per variant, traced and compiled under
+``normzoo.backend_policy(...)`` overrides, and times the compiled programs
+interleaved with flax.linen's
 (median seconds per call, as ``benchmarks.norms``). Two variants that
 compile to the same program are reported, not timed as if they differed.
 ``--hlo`` writes every compiled program (gzip text), to read the fusions
@@ -15,13 +17,13 @@ behind a ratio offline.
 Experiments:
 
 * ``rms_guard``: RMSNorm's overflow guard, ``lax.cond`` against a per-row
-  select (``rms.overflow_guard``), each with and without the backward's
-  fusion barrier (``rms._barrier``). The defaults: ``cond_barrier`` on CPU,
-  ``select_nobarrier`` on GPU, ``select_barrier`` on TPU.
+  select (policy ``rms_overflow_guard``), each with and without the
+  backward's fusion barrier (``rms_fusion_barrier``). The defaults:
+  ``cond_barrier`` on CPU, ``select_nobarrier`` on GPU, ``select_barrier``
+  on TPU.
 * ``batch_barriers``: the batch-statistics normalizers' backward with and
-  without its fusion barriers (``normalize.fusion_barrier``), including group and
-  instance norm in bf16 at 32x56x56x256, slow on an H200 for a reason not
-  yet known.
+  without its fusion barriers (policy ``fusion_barrier``), including group
+  and instance norm in bf16 at 32x56x56x256.
 """
 
 from __future__ import annotations
@@ -29,25 +31,21 @@ from __future__ import annotations
 # First: it sets OMP_WAIT_POLICY before anything can load PyTorch's OpenMP runtime.
 from benchmarks.machine import setup_host, write_results  # isort: skip
 
-import contextlib
 import gzip
 import itertools
 import os
 import re
 import time
 from typing import Any, NamedTuple
-from unittest import mock
 
 import jax
 import jax.numpy as jnp
 from absl import app, flags
-from jax import lax
 
 from benchmarks import cases
 from benchmarks.cli import DTYPES, check_choices, parse_shapes
 from benchmarks.timing import calls_per_sample, time_interleaved
-from normzoo.norms import normalize
-from normzoo.norms.variants import rms
+from normzoo.norms.policy import backend_policy
 
 FLAGS = flags.FLAGS
 
@@ -57,12 +55,8 @@ class Experiment(NamedTuple):
   shapes: tuple[tuple[int, ...], ...]
   dtypes: tuple[str, ...]
   modes: tuple[str, ...]
-  # variant name -> [(module, attribute, value while tracing)]
-  variants: dict[str, list[tuple[Any, str, Any]]]
-
-
-def _identity(values):
-  return values
+  # variant name -> backend policy overrides while tracing
+  variants: dict[str, dict[str, Any]]
 
 
 EXPERIMENTS = {
@@ -71,22 +65,14 @@ EXPERIMENTS = {
         dtypes=("float32", "bfloat16"), modes=("vjp", "fwd"),
         # The barrier is set explicitly: its default depends on the backend.
         variants={
-            "cond_barrier": [(rms, "overflow_guard", lambda: "cond"),
-                             (rms, "_barrier", lax.optimization_barrier)],
-            "select_barrier": [(rms, "overflow_guard", lambda: "select"),
-                               (rms, "_barrier", lax.optimization_barrier)],
-            "cond_nobarrier": [(rms, "overflow_guard", lambda: "cond"),
-                               (rms, "_barrier", _identity)],
-            "select_nobarrier": [(rms, "overflow_guard", lambda: "select"),
-                                 (rms, "_barrier", _identity)],
-        }),
+            f"{guard}_{'' if barrier else 'no'}barrier":
+                dict(rms_overflow_guard=guard, rms_fusion_barrier=barrier)
+            for barrier in (True, False) for guard in ("cond", "select")}),
     "batch_barriers": Experiment(
         norms=("group", "instance", "batch"), shapes=((32, 56, 56, 256),),
         dtypes=("bfloat16", "float32"), modes=("vjp", "fwd"),
-        variants={
-            "barriers": [(normalize, "fusion_barrier", lax.optimization_barrier)],
-            "no_barriers": [(normalize, "fusion_barrier", _identity)],
-        }),
+        variants={"barriers": dict(fusion_barrier=True),
+                  "no_barriers": dict(fusion_barrier=False)}),
 }
 
 flags.DEFINE_list("experiments", list(EXPERIMENTS), f"Any of: {', '.join(EXPERIMENTS)}.")
@@ -100,26 +86,16 @@ flags.DEFINE_string("json", "benchmarks/out/variants.json", "Where to write resu
 flags.DEFINE_string("hlo", "", "Write every compiled program here, gzip text ('' = don't).")
 
 
-@contextlib.contextmanager
-def patched(patches):
-  """Sets each ``(module, attribute, value)`` for the duration, then restores it."""
-  with contextlib.ExitStack() as stack:
-    for module, attribute, value in patches:
-      stack.enter_context(mock.patch.object(module, attribute, value))
-    yield
-
-
 def compile_case(name: str, shape, dtype: str, mode: str, variants: dict) -> dict:
   """``{label: (compiled, args)}`` for flax.linen and each variant, each traced afresh."""
   ours, theirs, kwargs = cases.modules(name, len(shape))
   x = jnp.asarray(cases.input_array(shape), dtype)
   programs = {}
-  for label, patches in [("flax", [])] + list(variants.items()):
+  for label, overrides in [("flax", {})] + list(variants.items()):
     module = theirs if label == "flax" else ours
-    # Inner jitted functions (stats.reduced_moments, RMSNorm's own jit) keep
-    # their traces across calls; a variant must not reuse another's.
-    jax.clear_caches()
-    with patched(patches):
+    # The overrides are part of every jit cache key (inner jits included),
+    # so each variant is traced afresh without clearing caches.
+    with backend_policy(**overrides):
       fn, args = cases.jax_program(module, kwargs, x, mode, train=True)
       programs[label] = (fn.lower(*args).compile(), args)
   return programs

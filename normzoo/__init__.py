@@ -3,6 +3,7 @@
 from normzoo.norms import (NORMS, BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm,
                            available_norms, batch_norm, get_norm, group_norm, instance_norm,
                            layer_norm, moments, register_norm, uses_batch_statistics)
+from normzoo.norms import BackendPolicy, backend_policy, current_policy
 from normzoo.norms import (CONVS, BatchRenorm, EvoNormB0, EvoNormS0, FilterResponseNorm,
                            FrozenBatchNorm, GhostBatchNorm, RMSNorm, SwitchableNorm,
                            WeightStandardizedConv, available_convs, batch_renorm, evonorm_b0,
@@ -19,6 +20,7 @@ __all__ = [
     "BatchNorm", "GroupNorm", "Identity", "InstanceNorm", "LayerNorm", "NORMS", "available_norms",
     "batch_norm", "get_norm", "group_norm", "instance_norm", "layer_norm", "moments",
     "register_norm", "uses_batch_statistics",
+    "BackendPolicy", "backend_policy", "current_policy",
     "BatchRenorm", "CONVS", "EvoNormB0", "EvoNormS0", "FilterResponseNorm", "FrozenBatchNorm",
     "GhostBatchNorm", "RMSNorm", "SwitchableNorm", "WeightStandardizedConv", "available_convs",
     "batch_renorm", "evonorm_b0", "evonorm_s0", "filter_response_norm", "fold_batch_norm",

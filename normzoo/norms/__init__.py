@@ -5,6 +5,7 @@ from normzoo.norms.modules import BatchNorm, GroupNorm, Identity, InstanceNorm, 
 from normzoo.norms.registry import (NORMS, available_norms, get_norm, register_norm,
                                     uses_batch_statistics)
 from normzoo.norms.stats import moments
+from normzoo.norms.policy import BackendPolicy, backend_policy, current_policy
 from normzoo.norms.conv import (CONVS, WeightStandardizedConv, available_convs, get_conv,
                                 standardize_kernel, weight_standardized_conv)
 from normzoo.norms.folding import fold_batch_norm
@@ -19,6 +20,8 @@ __all__ = [
     "BatchNorm", "GroupNorm", "Identity", "InstanceNorm", "LayerNorm", "NORMS", "available_norms",
     "batch_norm", "get_norm", "group_norm", "instance_norm", "layer_norm", "moments",
     "register_norm", "uses_batch_statistics",
+    # backend policy (implementation choices, part of jit cache keys)
+    "BackendPolicy", "backend_policy", "current_policy",
     # research variants, convolutions, PreciseBN, folding
     "BatchRenorm", "CONVS", "EvoNormB0", "EvoNormS0", "FilterResponseNorm", "FrozenBatchNorm",
     "GhostBatchNorm", "RMSNorm", "SwitchableNorm", "WeightStandardizedConv", "available_convs",

@@ -26,9 +26,7 @@ Inside the batch-statistics path the statistics stay in their reduced shape
 (``x.shape`` without the reduced axes) and are broadcast only where they
 meet full-size arrays (:func:`normzoo.norms.stats.expand`). With the size-1
 axes kept instead, XLA:CPU may lay the small arrays out in an order its
-YNNPACK fusions refuse, and the reductions stop fusing with their consumers
-(channels-only layer norm fwd+bwd at 128x28x28x32: 1.37x flax.linen's time
-with kept axes, 0.78x reduced).
+YNNPACK fusions refuse, and the reductions stop fusing with their consumers.
 """
 
 from __future__ import annotations
@@ -42,6 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from normzoo.norms import stats
+from normzoo.norms.policy import BackendPolicy, current_policy
 
 Array = jax.Array
 
@@ -56,6 +55,9 @@ class StatSpec(NamedTuple):
   out_dtype: Any
   channel_groups: int | None = None  # group norm: also pool channels within groups
   typed: bool = False  # inside shard_map with varying/invariant typing (check_vma)
+  # The backend policy when the forward was traced (normalize_with_batch_stats
+  # fills it in), so that the backward, traced later, makes the same choices.
+  policy: BackendPolicy | None = None
 
 
 def hashable_groups(axis_index_groups: Any) -> Any:
@@ -116,8 +118,8 @@ def normalize_with_batch_stats(x: Array, scale: Array | None, bias: Array | None
     and ``count`` is the number of valid elements behind each statistic.
   """
   scale, bias = cast_params_to_varying(x, scale, bias)
-  typed = bool(varying_axes(x))
-  return _normalize_with_batch_stats(x, scale, bias, mask, spec._replace(typed=typed))
+  spec = spec._replace(typed=bool(varying_axes(x)), policy=spec.policy or current_policy())
+  return _normalize_with_batch_stats(x, scale, bias, mask, spec)
 
 
 def cast_params_to_varying(x: Array, *params: Array | None) -> tuple[Array | None, ...]:
@@ -157,19 +159,12 @@ def _reduced_param(p: Array | None, axes: tuple[int, ...], dtype) -> Array | Non
   return None if p is None else jnp.squeeze(p, axes).astype(dtype)
 
 
-# Where the one-pass forward was measured faster (XLA:CPU, 2 cores): the
-# memory each group of statistics spans (from the first reduced axis on: an
-# example's slice for instance norm, a row for layer norm over features)
-# fits a core's L2 cache, there are enough statistics for YNNPACK to take
-# their arithmetic into the fusion, and the array is large enough to
-# amortize the fusion's fixed cost. Instance norm forward, time relative to
-# the checked form: 0.66-0.92x at 128x32x32x64, 64x32x64x64, 256x8x8x512 and
-# 128x28x28x32; 1.4-1.9x at 32x64x64x64 and 16x128x128x64 (1-4 MiB slices),
-# 8x64x64x32 (256 statistics) and 128x14x14x64 (6 MiB). Narrower inputs
-# (bf16, fp16) take it at any size: the checked form's two reductions share
-# one up-cast, and XLA materializes that float32 copy (layer norm over 768
-# bf16 features: 0.84x flax.linen against 1.53x at 16x512x768, 0.85x
-# against 1.08x at 64x128x256).
+# Where the one-pass forward pays on XLA:CPU: each statistic's slice fits a
+# core's L2 cache, there are enough statistics for YNNPACK to take their
+# arithmetic into the fusion, and the array is large enough to amortize the
+# fusion's fixed cost; narrower inputs (bf16, fp16) at any size, since the
+# checked form's two reductions share one up-cast that XLA materializes.
+# The thresholds and their measurements: benchmarks/RESULTS.md.
 _ONE_PASS_MAX_SLICE_BYTES = 512 * 1024
 _ONE_PASS_MIN_STATISTICS = 4096
 _ONE_PASS_MIN_BYTES = 16 * 1024 * 1024
@@ -179,13 +174,14 @@ def _fuses_in_one_pass(x, mask, spec: StatSpec) -> bool:
   """Whether to compute an undifferentiated forward as one fused pass over ``x``.
 
   Per-example statistics (instance norm, layer norm): the mean, the centred
-  sum of squares and the output can become a single YNNPACK fusion that
-  reads each statistic's data from memory once, exact for any mean and
-  without the checked pass's conditional (instance norm forward at
-  128x32x32x64: 0.63x flax.linen's time against 0.75x). Only without
-  residuals: when the backward also needs ``x - mean``, that fusion breaks.
+  sum of squares and the output can become a single fusion that reads each
+  statistic's data from memory once, exact for any mean and without the
+  checked pass's conditional. Only without residuals: when the backward
+  also needs ``x - mean``, that fusion breaks. Allowed by the backend
+  policy's ``one_pass_forward``.
   """
-  if not (jax.default_backend() == "cpu" and spec.use_fast_variance and mask is None
+  policy = spec.policy or current_policy()
+  if not (policy.one_pass_forward and spec.use_fast_variance and mask is None
           and spec.axis_name is None and spec.channel_groups is None and 0 not in spec.axes):
     return False
   itemsize = 4
@@ -198,11 +194,14 @@ def _fuses_in_one_pass(x, mask, spec: StatSpec) -> bool:
 
 def _forward(x, scale, bias, mask, spec: StatSpec, primal_only: bool = False):
   axes = spec.axes
+  policy = spec.policy or current_policy()
   one_pass = primal_only and _fuses_in_one_pass(x, mask, spec)
+  method = ("fused_two_pass" if one_pass else
+            policy.variance if spec.use_fast_variance else "two_pass")
   mean, var, count = stats.reduced_moments_across(
       x, axes, axis_name=spec.axis_name, axis_index_groups=spec.axis_index_groups,
       mask=mask, use_fast_variance=spec.use_fast_variance, channel_groups=spec.channel_groups,
-      method="fused_two_pass" if one_pass else None)
+      method=method, group_method=policy.group_sum_method(x.shape[-1]))
   inv = lax.rsqrt(var + spec.epsilon)
   xf = x.astype(mean.dtype)
   full = lambda v: stats.expand(v, x.shape, axes)
@@ -240,20 +239,15 @@ def param_axes(param: Array, x: Array) -> tuple[int, ...]:
   return tuple(a for a in range(x.ndim) if param.shape[a] == 1 and x.shape[a] != 1)
 
 
-def fusion_barrier(values):
-  """``lax.optimization_barrier``, which keeps XLA:CPU's passes fused (below), except on GPU.
+def fusion_barrier(values, enabled: bool):
+  """``lax.optimization_barrier(values)`` if ``enabled`` (the backend policy's choice).
 
-  On GPU the same barriers cost a pass: XLA:GPU fuses the forward's output
-  and the backward's reductions, which both read ``x``, into one kernel
-  only without them (H200, vjp time relative to flax.linen with / without
-  the barriers: batch norm 128x56x56x256 1.12 / 1.01, layer norm over 1024
-  features 1.12 / 0.99, instance norm 256x32x32x512 1.19 / 1.07). TPU
-  keeps them (not measured there). Decided by the default backend when
-  traced, as the variance method is (``stats.variance_method``): a program
-  traced for another platform gets the default backend's choice, which
-  changes its speed, not its result.
+  On XLA:CPU the barriers keep passes fused that CSE would otherwise merge
+  into shared, written-out arrays; on XLA:GPU they cost a pass, since there
+  the forward's output and the backward's reductions, which both read
+  ``x``, fuse into one kernel only without them.
   """
-  return values if jax.default_backend() == "gpu" else lax.optimization_barrier(values)
+  return lax.optimization_barrier(values) if enabled else values
 
 
 def _backward(spec: StatSpec, residuals, cotangents):
@@ -270,7 +264,8 @@ def _backward(spec: StatSpec, residuals, cotangents):
   # 768 features and instance norm wrote full-size broadcasts out for the
   # backward's fusion when the output and a cotangent from memory were
   # both live (benchmarks.norms --modes=vjp).
-  x, mean, inv, scale = fusion_barrier((x, mean, inv, scale))
+  policy = spec.policy or current_policy()
+  x, mean, inv, scale = fusion_barrier((x, mean, inv, scale), policy.fusion_barrier)
   full = lambda v: stats.expand(v, x.shape, axes)
   xf = x.astype(dtype)
   gyf = gy.astype(dtype)
@@ -284,7 +279,7 @@ def _backward(spec: StatSpec, residuals, cotangents):
     sum_gy_xc = jnp.sum(gyf * xc, axis=axes)
     # Without the barrier XLA rewrites the parameter gradients' second sum
     # as a full-size reduction of its own, another pass over gy.
-    sum_gy, sum_gy_xc = fusion_barrier((sum_gy, sum_gy_xc))
+    sum_gy, sum_gy_xc = fusion_barrier((sum_gy, sum_gy_xc), policy.fusion_barrier)
     kept = stats.kept_axes(x.ndim, axes)
     if scale is not None:
       over = tuple(i for i, a in enumerate(kept) if scale.shape[a] == 1)
@@ -318,8 +313,9 @@ def _backward(spec: StatSpec, residuals, cotangents):
     if bias is not None:
       dbias = jnp.sum(part_gy, axis=param_axes(bias, part_gy), keepdims=True).astype(bias.dtype)
     g_inv = gyf * full(inv) if scale is None else gyf * scale_f * full(inv)
-  sum_g = stats.group_sum(sum_g, groups)
-  sum_g_xhat = stats.group_sum(sum_g_xc, groups) * inv
+  group_method = policy.group_sum_method(x.shape[-1])
+  sum_g = stats.group_sum(sum_g, groups, group_method)
+  sum_g_xhat = stats.group_sum(sum_g_xc, groups, group_method) * inv
 
   if spec.axis_name is not None:
     # The outputs on every device depend on every device's inputs through the

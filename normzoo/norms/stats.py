@@ -9,7 +9,8 @@ they can (see ``normalize._fuses_in_one_pass``).
 
 Precision. ``E[x^2] - E[x]^2`` loses every significant digit once
 ``|mean| >> std`` (1e4 + N(0, 1) in float32 gives garbage). Four accurate
-methods (:func:`variance_method` picks one of the first three per backend):
+methods (the backend policy picks which of the first three
+``use_fast_variance=True`` means, :mod:`normzoo.norms.policy`):
 
 * ``"two_pass"``: ``mean`` first, then ``sum((x - mean)^2)``; exact to
   float32 rounding for any mean. ``use_fast_variance=False`` forces it.
@@ -42,8 +43,8 @@ numbers of valid, unmasked examples give exactly the statistics of the
 concatenated valid examples), and it keeps the precision of the local
 computation. The gather is a ``psum`` of one-hot rows, whose payload is
 ``devices x 3 x features`` floats: negligible next to the activations for
-the device counts of data parallelism; ``pmean`` of per-device means and second moments, as flax.linen
-does, has neither property.
+the device counts of data parallelism. ``pmean`` of per-device means and
+second moments, as flax.linen does, has neither property.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ import numpy as np
 from jax import lax
 
 from normzoo.norms import _checks
+from normzoo.norms.policy import current_policy
 
 Array = jax.Array
 
@@ -74,18 +76,17 @@ def _first_sample(x: Array, axes: tuple[int, ...]) -> Array:
   return x[index]
 
 
-def group_sum(s: Array, channel_groups: int | None) -> Array:
+def group_sum(s: Array, channel_groups: int | None, method: str | None = None) -> Array:
   """Sums the last axis within ``channel_groups`` groups, broadcast back per channel.
 
   Group statistics are kept per channel (equal within a group) so that they
   broadcast against ``x`` without reshaping it; reducing the spatial axes
-  first and the few channels of a group second is also much faster on CPU
-  than one reduction over a (..., groups, group_size) view.
-
-  How the small second sum is written matters on XLA:CPU, which otherwise
-  fuses it into the full-size reduction before it and the whole pass slows
-  down (group norm fwd+bwd at 128x32x32x64: 20.9 ms with a reshape-sum,
-  13.5 as a matrix product; :func:`group_sum_method`).
+  first and the few channels of a group second is also faster on CPU than
+  one reduction over a (..., groups, group_size) view. How the small second
+  sum is written matters on XLA:CPU, which otherwise fuses it into the
+  full-size reduction before it and slows that pass down: ``method`` (default:
+  the backend policy's, :class:`normzoo.norms.policy.BackendPolicy`) is
+  ``"reshape"``, ``"block_matmul"`` or ``"grouped_matmul"``.
   """
   if channel_groups is None:
     return s
@@ -93,7 +94,7 @@ def group_sum(s: Array, channel_groups: int | None) -> Array:
   size = c // channel_groups
   if size == 1:
     return s
-  method = group_sum_method(c)
+  method = method or group_sum_method(c)
   grouped = s.reshape(s.shape[:-1] + (channel_groups, size))
   if method == "reshape":
     summed = jnp.sum(grouped, axis=-1, keepdims=True)
@@ -113,17 +114,8 @@ def group_sum(s: Array, channel_groups: int | None) -> Array:
 
 
 def group_sum_method(channels: int) -> str:
-  """How :func:`group_sum` sums: ``"block_matmul"``, ``"grouped_matmul"`` or ``"reshape"``.
-
-  On CPU a matrix product keeps the small sum out of the full-size fusion
-  (measured, group norm fwd+bwd, ms: 20.9 -> 13.5 at 128x32x32x64, 51 -> 35
-  at 32x56x56x256, 17.9 -> 13.1 at 256x8x8x512); one (C, C) product is the
-  faster form up to 128 channels, a product per group above. Elsewhere the
-  plain reshape-sum, which GPU/TPU fusions handle well.
-  """
-  if jax.default_backend() != "cpu":
-    return "reshape"
-  return "block_matmul" if channels <= 128 else "grouped_matmul"
+  """The active backend policy's group-sum form for ``channels`` channels."""
+  return current_policy().group_sum_method(channels)
 
 
 def kept_axes(ndim: int, axes: tuple[int, ...]) -> tuple[int, ...]:
@@ -143,22 +135,22 @@ def expand(v: Array, shape: Sequence[int], axes: tuple[int, ...]) -> Array:
   return lax.broadcast_in_dim(v, tuple(shape), kept_axes(len(shape), axes))
 
 
-def _sum(v: Array, axes: tuple[int, ...], channel_groups: int | None) -> Array:
-  return group_sum(jnp.sum(v, axis=axes), channel_groups)
+def _sum(v: Array, axes: tuple[int, ...], channel_groups: int | None,
+         group_method: str | None) -> Array:
+  return group_sum(jnp.sum(v, axis=axes), channel_groups, group_method)
 
 
 def variance_method(use_fast_variance: bool = True) -> str:
-  """``"two_pass"``, ``"checked"`` or ``"shifted"`` (see the module docstring).
+  """``"two_pass"``, or the backend policy's fast method (see the module docstring).
 
   On CPU, XLA fuses the plain sums with everything that follows them into
   one pass over ``x``, while a shift ``k`` taken from ``x`` makes it write
-  ``x - k`` out; the two-pass form fuses without writing ``x - mean`` but
-  reads ``x`` twice. On GPU/TPU sibling reductions of ``x - k`` fuse into
-  one kernel and the shifted single pass wins.
+  ``x - k`` out; on GPU/TPU sibling reductions of ``x - k`` fuse into one
+  kernel and the shifted single pass wins.
   """
   if not use_fast_variance:
     return "two_pass"
-  return "checked" if jax.default_backend() == "cpu" else "shifted"
+  return current_policy().variance
 
 
 # The checked single pass is kept where var >= E[x^2] / SAFE_RATIO.
@@ -166,7 +158,7 @@ SAFE_RATIO = 4.0
 
 
 def _mask_count(mask: Array, shape: Sequence[int], axes: tuple[int, ...],
-                channel_groups: int | None, dtype) -> Array:
+                channel_groups: int | None, dtype, group_method: str | None = None) -> Array:
   """Valid elements per statistic (reduced shape), summed at the mask's own (often tiny) shape."""
   m = jnp.asarray(mask)
   m = m.reshape((1,) * (len(shape) - m.ndim) + m.shape)
@@ -175,7 +167,7 @@ def _mask_count(mask: Array, shape: Sequence[int], axes: tuple[int, ...],
   out_shape = tuple(d for a, d in enumerate(shape) if a not in axes)
   count = jnp.broadcast_to(jnp.squeeze(count, axes), out_shape)
   if channel_groups is not None:
-    count = group_sum(count, channel_groups)
+    count = group_sum(count, channel_groups, group_method)
   return count
 
 
@@ -183,9 +175,10 @@ def _mask_count(mask: Array, shape: Sequence[int], axes: tuple[int, ...],
 # run op by op, the checked method's lax.cond traces new branch functions on
 # every call and XLA compiled it anew each time (0.1-0.2 s per layer call).
 # Inside an outer jit the call is inlined; the compiled program is the same.
-@functools.partial(jax.jit, static_argnames=("axes", "method", "channel_groups"))
+@functools.partial(jax.jit, static_argnames=("axes", "method", "channel_groups", "group_method"))
 def reduced_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method: str,
-                    channel_groups: int | None = None) -> tuple[Array, Array, Array]:
+                    channel_groups: int | None = None, group_method: str | None = None
+                    ) -> tuple[Array, Array, Array]:
   """Per-device ``(count, mean, M2)`` in the reduced shape (``x.shape`` without ``axes``).
 
   ``M2`` is the centred sum of squares ``sum((x - mean)^2)`` over valid
@@ -194,6 +187,7 @@ def reduced_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method:
   channel.
   """
   dtype = stat_dtype(x.dtype)
+  gm = group_method or (None if channel_groups is None else group_sum_method(x.shape[-1]))
   xf = x.astype(dtype)
   out_shape = tuple(d for a, d in enumerate(x.shape) if a not in axes)
   full = lambda v: expand(v, x.shape, axes)
@@ -202,8 +196,8 @@ def reduced_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method:
     n *= 1 if channel_groups is None else x.shape[-1] // channel_groups
 
     def two_pass():
-      mean = _sum(xf, axes, channel_groups) / n
-      return mean, _sum(jnp.square(xf - full(mean)), axes, channel_groups)
+      mean = _sum(xf, axes, channel_groups, gm) / n
+      return mean, _sum(jnp.square(xf - full(mean)), axes, channel_groups, gm)
 
     def corrected_two_pass(mean=None):
       # Chan, Golub & LeVeque: the rounding error of the first mean would add
@@ -216,9 +210,9 @@ def reduced_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method:
       # merging them): sharing one, XLA:CPU writes x - mean out and reads it
       # back twice.
       if mean is None:
-        mean = _sum(xf, axes, channel_groups) / n
-      d = _sum(xf - full(mean), axes, channel_groups)
-      m2 = _sum(jnp.square(xf - full(lax.optimization_barrier(mean))), axes, channel_groups)
+        mean = _sum(xf, axes, channel_groups, gm) / n
+      d = _sum(xf - full(mean), axes, channel_groups, gm)
+      m2 = _sum(jnp.square(xf - full(lax.optimization_barrier(mean))), axes, channel_groups, gm)
       m2 = m2 - jnp.square(d) / n
       return mean + d / n, jnp.maximum(m2, 0.0)
 
@@ -227,8 +221,8 @@ def reduced_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method:
     elif method == "fused_two_pass":
       mean, m2 = two_pass()
     elif method == "checked":
-      s1 = _sum(xf, axes, channel_groups)
-      s2 = _sum(jnp.square(xf), axes, channel_groups)
+      s1 = _sum(xf, axes, channel_groups, gm)
+      s2 = _sum(jnp.square(xf), axes, channel_groups, gm)
       mean = s1 / n
       m2 = s2 - s1 * mean
       # Written so that NaN (overflowed squares) also takes the two-pass branch.
@@ -238,28 +232,29 @@ def reduced_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method:
     else:
       shift = _first_sample(xf, axes).reshape(out_shape)
       if channel_groups is not None:
-        shift = group_sum(shift, channel_groups) / (x.shape[-1] // channel_groups)
+        shift = group_sum(shift, channel_groups, gm) / (x.shape[-1] // channel_groups)
       d = xf - full(shift)
-      s1 = _sum(d, axes, channel_groups)
-      s2 = _sum(jnp.square(d), axes, channel_groups)
+      s1 = _sum(d, axes, channel_groups, gm)
+      s2 = _sum(jnp.square(d), axes, channel_groups, gm)
       mean = shift + s1 / n
       m2 = jnp.maximum(s2 - jnp.square(s1) / n, 0.0)
     return jnp.full(out_shape, n, dtype), mean, m2
   # Masked statistics are always two-pass: a shift drawn from a masked-out
   # (padding) element could be arbitrarily far from the valid data.
   valid = jnp.asarray(mask, bool)
-  count = _mask_count(mask, x.shape, axes, channel_groups, dtype)
-  mean = _sum(jnp.where(valid, xf, 0.0), axes, channel_groups) / jnp.maximum(count, 1.0)
-  m2 = _sum(jnp.where(valid, jnp.square(xf - full(mean)), 0.0), axes, channel_groups)
+  count = _mask_count(mask, x.shape, axes, channel_groups, dtype, gm)
+  mean = _sum(jnp.where(valid, xf, 0.0), axes, channel_groups, gm) / jnp.maximum(count, 1.0)
+  m2 = _sum(jnp.where(valid, jnp.square(xf - full(mean)), 0.0), axes, channel_groups, gm)
   return count, mean, m2
 
 
 def local_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method: str,
-                  channel_groups: int | None = None) -> tuple[Array, Array, Array]:
+                  channel_groups: int | None = None, group_method: str | None = None
+                  ) -> tuple[Array, Array, Array]:
   """:func:`reduced_moments` with the reduced axes kept as size 1 (shape ``x.shape`` there)."""
   out_shape = tuple(1 if a in axes else d for a, d in enumerate(x.shape))
   return tuple(v.reshape(out_shape) for v in reduced_moments(x, axes, mask, method,
-                                                             channel_groups))
+                                                             channel_groups, group_method))
 
 
 def _gather_by_psum(value: Array, axis_name: Any, axis_index_groups: Any) -> Array:
@@ -304,10 +299,11 @@ def combine_across_devices(count: Array, mean: Array, m2: Array, axis_name: Any,
 def reduced_moments_across(x: Array, axes: tuple[int, ...], *, axis_name: Any = None,
                           axis_index_groups: Any = None, mask: Array | None = None,
                           use_fast_variance: bool = True, channel_groups: int | None = None,
-                          method: str | None = None) -> tuple[Array, Array, Array]:
+                          method: str | None = None, group_method: str | None = None
+                          ) -> tuple[Array, Array, Array]:
   """``(mean, var, count)`` in the reduced shape, over ``axes`` and the mapped ``axis_name``."""
   method = method or variance_method(use_fast_variance)
-  count, mean, m2 = reduced_moments(x, axes, mask, method, channel_groups)
+  count, mean, m2 = reduced_moments(x, axes, mask, method, channel_groups, group_method)
   if axis_name is not None:
     count, mean, m2 = combine_across_devices(count, mean, m2, axis_name, axis_index_groups)
   return mean, m2 / jnp.maximum(count, 1.0), count

@@ -13,9 +13,9 @@ exact, and the squares stay <= 1 (k stops where 2^-k is the smallest normal
 number, 2^-126 in float32 or 2^-1022 in float64, so they stay < 16 beyond
 that). That costs a pass over ``x`` for the maximum, so without
 ``axis_name`` the sum of squares is tried first, and only rows where it is
-not finite use scaled statistics, taken one of two ways
-(:func:`overflow_guard`): on CPU a ``lax.cond`` computes the maximum and
-the scaled sum only when needed; elsewhere a sum of ``(x * c)^2`` (``c`` a
+not finite use scaled statistics, taken one of two ways (the backend
+policy's ``rms_overflow_guard``, :mod:`normzoo.norms.policy`): on CPU a
+``lax.cond`` computes the maximum and the scaled sum only when needed; elsewhere a sum of ``(x * c)^2`` (``c`` a
 fixed power of two, 2^-80 in float32, for which neither overflow nor
 underflow can matter) is taken beside the plain one, and a select picks
 per row.
@@ -47,6 +47,7 @@ from normzoo.norms import _checks, pallas_rows
 from normzoo.norms.modules import _axis_name_unless_init
 from normzoo.norms.normalize import (cast_params_to_varying, fusion_barrier, hashable_groups,
                                      output_dtype, param_axes)
+from normzoo.norms.policy import current_policy
 from normzoo.norms.stats import stat_dtype
 from normzoo.norms.variants._common import broadcast_param
 
@@ -103,32 +104,10 @@ class _RMSSpec(NamedTuple):
   axes: tuple[int, ...]
   epsilon: float
   out_dtype: Any
-  guard: str  # overflow_guard(), chosen when rms_norm is traced
-
-
-def overflow_guard() -> str:
-  """How rows whose sum of squares overflows get scaled statistics: ``"cond"`` or ``"select"``.
-
-  ``"cond"`` (CPU): a ``lax.cond`` on "every row finite" skips the scaled
-  statistics (a pass for the maximum, one for the scaled sum) unless some
-  row needs them. XLA:CPU runs two sibling sums as two passes, so there the
-  conditional is the cheap form (the select form's forward measured
-  1.3-1.5x flax.linen's time, the conditional's 0.93-0.97x).
-
-  ``"select"`` (GPU, TPU): the sum of ``(x * c)^2`` with a fixed power of
-  two ``c`` (:func:`_fixed_overflow_scale`) beside the plain sum, then a
-  per-row select; no control flow. XLA:GPU has run a conditional by
-  copying its predicate to the host, which drains the queue of calls once
-  per normalizer (on-device conditionals need CUDA-graph conditional
-  nodes: openxla/xla#6973), while sibling reductions can share one kernel.
-  The H200 run of 2026-12-04 is consistent with that, not proof of it:
-  RMSNorm's XLA path was 1.21-1.42x flax.linen's time where batch, layer,
-  group and instance norm were at parity, and it differed from them in two
-  ways, this conditional and a backward fusion barrier they no longer had
-  on GPU (:func:`_barrier`). The forms have not yet been timed against
-  each other on a GPU (``benchmarks.variants --experiments=rms_guard``).
-  """
-  return "cond" if jax.default_backend() == "cpu" else "select"
+  # From the backend policy when rms_norm is traced: "cond" or "select"
+  # (module docstring), and the backward's fusion barrier.
+  guard: str
+  barrier: bool
 
 
 def _fixed_overflow_scale(dtype: Any) -> float:
@@ -225,26 +204,13 @@ def _scale_over_lift(scale: Array | None, unlift: Array) -> Array:
   return unlift if scale is None else scale.astype(unlift.dtype) * unlift
 
 
-def _barrier(values):
-  """The backward's fusion barrier, by the batch-statistics backward's rule (``fusion_barrier``).
-
-  On CPU it keeps the small factors' broadcasts out of the forward's
-  fusions (below). On GPU it is off, as for batch, layer, group and
-  instance norm, where the barriers cost a pass on an H200; for RMSNorm
-  that is inferred from theirs, not yet measured
-  (``benchmarks.variants --experiments=rms_guard`` times both). One name,
-  so that the benchmark can patch it.
-  """
-  return fusion_barrier(values)
-
-
 def _rms_backward(spec: _RMSSpec, residuals, gy):
   x, scale, mask, t, unlift = residuals
   # The backward's own copies of the small factors: sharing their broadcasts
   # (and x * t) with the forward's output, XLA:CPU wrote full-size arrays
   # out for this fusion (y and dx for a given cotangent: 1.3-1.6x
   # flax.linen's time).
-  scale, t, unlift = _barrier((scale, t, unlift))
+  scale, t, unlift = fusion_barrier((scale, t, unlift), spec.barrier)
   xf = x.astype(t.dtype)
   gyf = gy.astype(t.dtype)
   count = _valid_count(x.shape, mask, spec.axes, t.dtype)
@@ -292,7 +258,9 @@ def rms_norm(x: Array, scale: Array | None = None, *, reduction_axes: Any = -1,
     # scaled statistics (one pmax, one psum) are always taken.
     valid = None if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), x.shape)
     (scale_b,) = cast_params_to_varying(x, scale_b)
-    spec = _RMSSpec(axes, float(epsilon), out_dtype, overflow_guard())
+    policy = current_policy()
+    spec = _RMSSpec(axes, float(epsilon), out_dtype, policy.rms_overflow_guard,
+                    policy.rms_fusion_barrier)
     return _rms_normalize_jit(x, scale_b, valid, spec)
   s, inv = scaled_inverse_rms(x, axes, epsilon, mask=mask, axis_name=axis_name,
                               axis_index_groups=axis_index_groups)

@@ -1,5 +1,6 @@
 """RMSNorm against flax.linen.RMSNorm, SwitchableNorm against a float64 oracle, FrozenBatchNorm."""
 
+import contextlib
 import dataclasses
 
 import flax.linen as nn
@@ -22,11 +23,10 @@ def _data(shape, loc=0.0, spread=1.0):
 
 
 @pytest.fixture(params=["cond", "select"])
-def guard(request, monkeypatch):
+def guard(request):
   """Both forms of RMSNorm's overflow guard (CPU's default is "cond", GPU/TPU's "select")."""
-  from normzoo.norms.variants import rms
-  monkeypatch.setattr(rms, "overflow_guard", lambda: request.param)
-  return request.param
+  with normzoo.backend_policy(rms_overflow_guard=request.param):
+    yield request.param
 
 
 @pytest.mark.parametrize("kwargs,shape", [
@@ -161,20 +161,22 @@ def test_rms_rows_beyond_2_to_126_match_float64_with_gradients(masked, guard):
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_rms_overflow_guards_agree_on_float32_rows(masked, monkeypatch):
+def test_rms_overflow_guards_agree_on_float32_rows(masked):
   """"select" against "cond" on float32 rows, two of them overflowing x^2: outputs and gradients."""
-  from normzoo.norms.variants import rms
   x = np.array(_data((5, 3, C), 0.5, 2.0))
   x[1] *= 1e30
   x[3] = np.sign(x[3]) * 3e38
   mask = jnp.asarray(RNG.random(x.shape) > 0.3) if masked else None
   w, scale = _data(x.shape), _data((C,), 1.0, 0.3)
 
+  f = lambda x, s: normzoo.rms_norm(x, s, reduction_axes=(1, 2), mask=mask)
+  forward = jax.jit(f)
+  backward = jax.jit(jax.grad(lambda x, s: jnp.sum(f(x, s) * w), argnums=(0, 1)))
+
   def run(guard):
-    monkeypatch.setattr(rms, "overflow_guard", lambda: guard)
-    f = lambda x, s: normzoo.rms_norm(x, s, reduction_axes=(1, 2), mask=mask)
-    return jax.jit(f)(x, scale), jax.jit(jax.grad(lambda x, s: jnp.sum(f(x, s) * w),
-                                                   argnums=(0, 1)))(x, scale)
+    # The same jitted functions under both guards: the policy is part of their cache key.
+    with normzoo.backend_policy(rms_overflow_guard=guard):
+      return forward(x, scale), backward(x, scale)
   (y_c, g_c), (y_s, g_s) = run("cond"), run("select")
   np.testing.assert_allclose(y_s, y_c, rtol=1e-6, atol=1e-7)
   for a, b in zip(g_s, g_c):
@@ -198,12 +200,14 @@ def _row_scaled_rms(x, valid, epsilon, xp=np):
 
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("guard", ["cond", "select", "axis_name"])
-def test_rms_float64_rows_beyond_float32_range(guard, masked, monkeypatch):
+def test_rms_float64_rows_beyond_float32_range(guard, masked):
   """Float64 rows whose squares overflow float64 (1e200; 1.5e308, beyond 2^1022, where the
   scaling stops at the smallest normal power of two), under each overflow guard and the
   collective path's scaling, against a row-scaled float64 oracle: outputs and gradients."""
   from normzoo.norms.variants import rms
-  with oracle.float64():
+  policy = (contextlib.nullcontext() if guard == "axis_name"
+            else normzoo.backend_policy(rms_overflow_guard=guard))
+  with oracle.float64(), policy:
     x = RNG.standard_normal((3, 4, C))
     x[1] *= 1e200
     x[2] = np.sign(x[2]) * 1.5e308
@@ -217,7 +221,6 @@ def test_rms_float64_rows_beyond_float32_range(guard, masked, monkeypatch):
         s, inv = rms.scaled_inverse_rms(x, (1, 2), 1e-6, mask=mask)
         return (x * s) * inv
     else:
-      monkeypatch.setattr(rms, "overflow_guard", lambda: guard)
       f = lambda x: normzoo.rms_norm(x, reduction_axes=(1, 2), mask=mask)
     x = jnp.asarray(x)
     got = jax.jit(f)(x)
@@ -328,13 +331,14 @@ def test_frozen_batch_norm_always_uses_running_statistics():
       jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), grads, want)
 
 
-def test_one_pass_statistics_path(monkeypatch):
+@pytest.fixture
+def shifted_variance():
+  with normzoo.backend_policy(variance="shifted"):
+    yield
+
+
+def test_one_pass_statistics_path(shifted_variance):
   """The shifted one-pass moments (the GPU/TPU default) on CPU, with |mean| >> std."""
-  from normzoo.norms import stats
-  from normzoo.norms.variants import switchable
-  monkeypatch.setattr(stats, "variance_method", lambda fast=True: "shifted" if fast else "two_pass")
-  monkeypatch.setattr(switchable, "variance_method",
-                      lambda fast=True: "shifted" if fast else "two_pass")
   x = _data((4, 3, 5, C), 1e3, 1.0)
   y, _, _ = normzoo.switchable_norm(x, SCALE, BIAS, MW, VW, jnp.zeros(C), jnp.ones(C))
   # x * a + b rounding: error ~ float32 eps * |mean| / std (see normalize._affine).
