@@ -1,31 +1,33 @@
-"""Normalizers: the functional core, linen modules and the name registry."""
+"""Normalizers: the functional core, linen modules, the name registry and the backend policy.
 
-from normzoo.norms.functional import batch_norm, group_norm, instance_norm, layer_norm
-from normzoo.norms.modules import BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm
-from normzoo.norms.registry import (NORMS, available_norms, get_norm, register_norm,
-                                    uses_batch_statistics)
-from normzoo.norms.stats import moments
-from normzoo.norms.policy import BackendPolicy, backend_policy, current_policy
+``__all__`` here is the one public export list; :mod:`normzoo` re-exports it.
+"""
+
+from normzoo.norms import variants
 from normzoo.norms.conv import (CONVS, WeightStandardizedConv, available_convs, get_conv,
                                 standardize_kernel, weight_standardized_conv)
 from normzoo.norms.folding import fold_batch_norm
-from normzoo.norms.precise import precise_batch_stats
+from normzoo.norms.functional import batch_norm, group_norm, instance_norm, layer_norm
+from normzoo.norms.modules import BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm
 from normzoo.norms.pallas_rows import pallas_layer_norm, pallas_rms_norm
-from normzoo.norms.variants import (BatchRenorm, EvoNormB0, EvoNormS0, FilterResponseNorm,
-                                    FrozenBatchNorm, GhostBatchNorm, RMSNorm, SwitchableNorm,
-                                    batch_renorm, evonorm_b0, evonorm_s0, filter_response_norm,
-                                    ghost_batch_norm, renorm_limits, rms_norm, switchable_norm)
+from normzoo.norms.policy import BackendPolicy, backend_policy, current_policy
+from normzoo.norms.precise import precise_batch_stats
+from normzoo.norms.registry import (NORMS, available_norms, get_norm, register_norm,
+                                    uses_batch_statistics)
+from normzoo.norms.stats import moments
+from normzoo.norms.variants import *  # noqa: F401,F403  (the research variants: variants.__all__)
 
-__all__ = [
-    "BatchNorm", "GroupNorm", "Identity", "InstanceNorm", "LayerNorm", "NORMS", "available_norms",
-    "batch_norm", "get_norm", "group_norm", "instance_norm", "layer_norm", "moments",
-    "register_norm", "uses_batch_statistics",
+__all__ = sorted([
+    # core normalizers: functions and linen modules
+    "BatchNorm", "GroupNorm", "Identity", "InstanceNorm", "LayerNorm", "batch_norm",
+    "group_norm", "instance_norm", "layer_norm", "moments",
+    # registry
+    "NORMS", "available_norms", "get_norm", "register_norm", "uses_batch_statistics",
     # backend policy (implementation choices, part of jit cache keys)
     "BackendPolicy", "backend_policy", "current_policy",
-    # research variants, convolutions, PreciseBN, folding
-    "BatchRenorm", "CONVS", "EvoNormB0", "EvoNormS0", "FilterResponseNorm", "FrozenBatchNorm",
-    "GhostBatchNorm", "RMSNorm", "SwitchableNorm", "WeightStandardizedConv", "available_convs",
-    "batch_renorm", "evonorm_b0", "evonorm_s0", "filter_response_norm", "fold_batch_norm",
-    "get_conv", "ghost_batch_norm", "pallas_layer_norm", "pallas_rms_norm", "precise_batch_stats", "renorm_limits", "rms_norm",
-    "standardize_kernel", "switchable_norm", "weight_standardized_conv",
-]
+    # convolutions, PreciseBN, folding, Pallas kernels (GPU, last axis)
+    "CONVS", "WeightStandardizedConv", "available_convs", "get_conv", "standardize_kernel",
+    "weight_standardized_conv", "fold_batch_norm", "precise_batch_stats", "pallas_layer_norm",
+    "pallas_rms_norm",
+    *variants.__all__,
+])

@@ -33,7 +33,7 @@ Array = jax.Array
 Axes = int | Sequence[int]
 
 
-def _broadcast_param(param: Array | None, ndim: int, feature_axes: tuple[int, ...]) -> Array | None:
+def broadcast_param(param: Array | None, ndim: int, feature_axes: tuple[int, ...]) -> Array | None:
   """Reshapes a parameter of the feature shape to broadcast against ``x``."""
   if param is None:
     return None
@@ -60,8 +60,8 @@ def _per_example_norm(x, scale, bias, stat_axes, feature_axes, *, epsilon, axis_
   spec = _spec(stat_axes, epsilon, axis_name, axis_index_groups, use_fast_variance,
                output_dtype(dtype, x, scale, bias))
   y, _, _, _ = normalize_with_batch_stats(
-      x, _broadcast_param(scale, x.ndim, feature_axes),
-      _broadcast_param(bias, x.ndim, feature_axes), mask, spec)
+      x, broadcast_param(scale, x.ndim, feature_axes),
+      broadcast_param(bias, x.ndim, feature_axes), mask, spec)
   return y
 
 
@@ -112,16 +112,16 @@ def batch_norm(x: Array, scale: Array | None = None, bias: Array | None = None,
   for name, value in (("scale", scale), ("bias", bias), ("mean", mean), ("var", var)):
     _checks.check_feature_params(name, value, feature_shape)
   out_dtype = output_dtype(dtype, x, scale, bias)
-  scale_b = _broadcast_param(scale, x.ndim, feature_axes)
-  bias_b = _broadcast_param(bias, x.ndim, feature_axes)
+  scale_b = broadcast_param(scale, x.ndim, feature_axes)
+  bias_b = broadcast_param(bias, x.ndim, feature_axes)
 
   if use_running_average:
     if mean is None or var is None:
       raise ValueError(
           "batch_norm with use_running_average=True needs the running statistics: pass mean= and "
           "var= (in a linen Module: include the 'batch_stats' collection in the variables)")
-    y = normalize_with_stats(x, _broadcast_param(mean, x.ndim, feature_axes),
-                             _broadcast_param(var, x.ndim, feature_axes), scale_b, bias_b,
+    y = normalize_with_stats(x, broadcast_param(mean, x.ndim, feature_axes),
+                             broadcast_param(var, x.ndim, feature_axes), scale_b, bias_b,
                              epsilon, out_dtype)
     return y, mean, var
 
@@ -248,6 +248,6 @@ def group_norm(x: Array, scale: Array | None = None, bias: Array | None = None, 
 
   spec = _spec(axes[:-1], epsilon, axis_name, axis_index_groups, use_fast_variance,
                output_dtype(dtype, x, scale, bias))._replace(channel_groups=groups)
-  y, _, _, _ = normalize_with_batch_stats(x, _broadcast_param(scale, x.ndim, (x.ndim - 1,)),
-                                          _broadcast_param(bias, x.ndim, (x.ndim - 1,)), mask, spec)
+  y, _, _, _ = normalize_with_batch_stats(x, broadcast_param(scale, x.ndim, (x.ndim - 1,)),
+                                          broadcast_param(bias, x.ndim, (x.ndim - 1,)), mask, spec)
   return y

@@ -28,26 +28,14 @@ import jax.numpy as jnp
 from flax.linen import initializers
 
 from normzoo.norms import _checks, functional, pallas_rows
+from normzoo.norms.linen_support import (axis_name_unless_init, feature_params,
+                                         require_batch_stats)
 from normzoo.norms.precise import record_batch_moments
 
 Array = jax.Array
 Axes = Any
 Dtype = Any
 Initializer = Any
-
-
-def _feature_params(module: nn.Module, shape: tuple[int, ...]) -> tuple[Array | None, Array | None]:
-  scale = (module.param("scale", module.scale_init, shape, module.param_dtype)
-           if module.use_scale else None)
-  bias = (module.param("bias", module.bias_init, shape, module.param_dtype)
-          if getattr(module, "use_bias", False) else None)
-  return scale, bias
-
-
-def _axis_name_unless_init(module: nn.Module) -> Any:
-  # Module.init usually runs outside pmap/shard_map, where the axis is unbound;
-  # statistics during init are thrown away anyway.
-  return None if module.is_initializing() else module.axis_name
 
 
 class BatchNorm(nn.Module):
@@ -88,14 +76,14 @@ class BatchNorm(nn.Module):
                                          use_running_average)
     feature_axes = _checks.canonical_axes(self.axis, x.ndim, "axis", x.shape)
     feature_shape = tuple(x.shape[a] for a in feature_axes)
-    _require_batch_stats(self, train=not use_running_average)
+    require_batch_stats(self, train=not use_running_average)
     ra_mean = self.variable("batch_stats", "mean", jnp.zeros, feature_shape, jnp.float32)
     ra_var = self.variable("batch_stats", "var", jnp.ones, feature_shape, jnp.float32)
     # float32, not int: the trainer pmeans every batch_stats leaf (exact up to 2^24 steps).
     step = (self.variable("batch_stats", "step", jnp.zeros, (), jnp.float32)
             if self.zero_debias else None)
-    scale, bias = _feature_params(self, feature_shape)
-    axis_name = _axis_name_unless_init(self)
+    scale, bias = feature_params(self, feature_shape)
+    axis_name = axis_name_unless_init(self)
     y, mean, var = functional.batch_norm(
         x, scale, bias, ra_mean.value, ra_var.value, use_running_average=use_running_average,
         axis=self.axis, momentum=self.momentum, epsilon=self.epsilon,
@@ -111,25 +99,6 @@ class BatchNorm(nn.Module):
                            axis_name=axis_name, axis_index_groups=self.axis_index_groups,
                            mask=mask)
     return y
-
-
-def _require_batch_stats(module: nn.Module, train: bool, variable: str = "mean") -> None:
-  """Turns flax's scope errors about ``batch_stats`` into instructions.
-
-  ``variable`` is one running statistic the module always has.
-  """
-  if module.is_initializing():
-    return
-  name = type(module).__name__
-  if not module.has_variable("batch_stats", variable):
-    raise ValueError(
-        f"{name} {module.name!r} has no 'batch_stats': pass the full variables returned by "
-        f"init (variables={{'params': ..., 'batch_stats': ...}}) to apply()")
-  if train and not module.is_mutable_collection("batch_stats"):
-    raise ValueError(
-        f"{name} {module.name!r} in training mode updates its running statistics: call "
-        f"apply(..., mutable=['batch_stats']) and keep the returned 'batch_stats', or pass "
-        f"use_running_average=True to evaluate with the running statistics")
 
 
 class LayerNorm(nn.Module):
@@ -158,14 +127,14 @@ class LayerNorm(nn.Module):
   @nn.compact
   def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
     feature_axes = _checks.canonical_axes(self.feature_axes, x.ndim, "feature_axes", x.shape)
-    scale, bias = _feature_params(self, tuple(x.shape[a] for a in feature_axes))
+    scale, bias = feature_params(self, tuple(x.shape[a] for a in feature_axes))
     if pallas_rows.check_implementation(self.implementation, x, self.reduction_axes,
                                         self.feature_axes, self.axis_name, mask, "LayerNorm"):
       return pallas_rows.pallas_layer_norm(x, scale, bias, epsilon=self.epsilon,
                                            dtype=self.dtype)
     return functional.layer_norm(
         x, scale, bias, reduction_axes=self.reduction_axes, feature_axes=self.feature_axes,
-        epsilon=self.epsilon, axis_name=_axis_name_unless_init(self),
+        epsilon=self.epsilon, axis_name=axis_name_unless_init(self),
         axis_index_groups=self.axis_index_groups, mask=mask,
         use_fast_variance=self.use_fast_variance, dtype=self.dtype)
 
@@ -190,11 +159,11 @@ class GroupNorm(nn.Module):
   @nn.compact
   def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
     functional.resolve_num_groups(x.shape[-1], self.num_groups, self.group_size)
-    scale, bias = _feature_params(self, (x.shape[-1],))
+    scale, bias = feature_params(self, (x.shape[-1],))
     return functional.group_norm(
         x, scale, bias, num_groups=self.num_groups, group_size=self.group_size,
         reduction_axes=self.reduction_axes, epsilon=self.epsilon,
-        axis_name=_axis_name_unless_init(self), axis_index_groups=self.axis_index_groups,
+        axis_name=axis_name_unless_init(self), axis_index_groups=self.axis_index_groups,
         mask=mask, use_fast_variance=self.use_fast_variance, dtype=self.dtype)
 
 
@@ -216,10 +185,10 @@ class InstanceNorm(nn.Module):
   @nn.compact
   def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
     feature_axes = _checks.canonical_axes(self.feature_axes, x.ndim, "feature_axes", x.shape)
-    scale, bias = _feature_params(self, tuple(x.shape[a] for a in feature_axes))
+    scale, bias = feature_params(self, tuple(x.shape[a] for a in feature_axes))
     return functional.instance_norm(
         x, scale, bias, feature_axes=self.feature_axes, epsilon=self.epsilon,
-        axis_name=_axis_name_unless_init(self), axis_index_groups=self.axis_index_groups,
+        axis_name=axis_name_unless_init(self), axis_index_groups=self.axis_index_groups,
         mask=mask, use_fast_variance=self.use_fast_variance, dtype=self.dtype)
 
 

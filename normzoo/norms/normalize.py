@@ -260,10 +260,9 @@ def _backward(spec: StatSpec, residuals, cotangents):
   # The barrier keeps XLA's CSE from merging this pass's (x - mean), and the
   # broadcasts of inv and scale, with the forward's into shared arrays,
   # which would be written out in full instead of being fused into each
-  # pass (it moves no data). Without inv and scale in it, layer norm over
-  # 768 features and instance norm wrote full-size broadcasts out for the
-  # backward's fusion when the output and a cotangent from memory were
-  # both live (benchmarks.norms --modes=vjp).
+  # pass (it moves no data). Without inv and scale in it, XLA:CPU wrote
+  # full-size broadcasts out for the backward's fusion when the output and
+  # a cotangent from memory were both live.
   policy = spec.policy or current_policy()
   x, mean, inv, scale = fusion_barrier((x, mean, inv, scale), policy.fusion_barrier)
   full = lambda v: stats.expand(v, x.shape, axes)

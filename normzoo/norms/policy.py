@@ -89,8 +89,8 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
 # kernel (shifted single pass, select guard), handles reshape-sums well, and
 # pays a pass for each barrier; it has run conditionals by copying the
 # predicate to the host, draining the queue once per normalizer (on-device
-# conditionals need CUDA-graph conditional nodes, openxla/xla#6973). TPU is not measured: GPU's reduction choices with
-# CPU's barriers.
+# conditionals need CUDA-graph conditional nodes, openxla/xla#6973). TPU is
+# not measured: GPU's reduction choices with CPU's barriers.
 _DEFAULTS = {
     "cpu": BackendPolicy(),
     "gpu": BackendPolicy(variance="shifted", group_sum="reshape", one_pass_forward=False,

@@ -204,8 +204,7 @@ def reduced_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method:
       # n * error^2 to M2; the sum of the deviations measures that error and
       # takes it out again. The checked pass hands over its mean (the same
       # sum), saving a pass, and its up-cast x: a branch taking the bf16 x
-      # instead was slower (ghost batch norm forward 1.6x against 1.1x
-      # flax.linen: XLA copies a reshaped bf16 operand). The two sums read x
+      # instead was slower (XLA copies a reshaped bf16 operand). The two sums read x
       # through separate broadcasts of the mean (the barrier keeps XLA from
       # merging them): sharing one, XLA:CPU writes x - mean out and reads it
       # back twice.

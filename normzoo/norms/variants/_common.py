@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax.linen as nn
 import jax
 
 from normzoo.norms import _checks
-from normzoo.norms.functional import _broadcast_param
 
 Array = jax.Array
 
-__all__ = ["broadcast_param", "channel_param", "check_not_single_value", "per_channel_layout",
-           "spatial_axes", "update_running"]
-
-broadcast_param = _broadcast_param
-check_not_single_value = _checks.check_not_single_value
+__all__ = ["per_channel_layout", "spatial_axes", "update_running"]
 
 
 def per_channel_layout(x: Array, axis: Any) -> tuple[tuple[int, ...], tuple[int, ...],
@@ -36,10 +30,6 @@ def spatial_axes(x: Array, name: str) -> tuple[int, ...]:
         f"would come from single values on (N, C) features; use a norm defined there "
         f"(e.g. 'batch', 'layer', 'rms') for dense layers")
   return tuple(range(1, x.ndim - 1))
-
-
-def channel_param(module: nn.Module, name: str, init: Any, channels: int) -> Array:
-  return module.param(name, init, (channels,), module.param_dtype)
 
 
 def update_running(running: Array, batch: Array, momentum: float) -> Array:

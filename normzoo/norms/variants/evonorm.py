@@ -38,14 +38,15 @@ from jax import lax
 
 from normzoo.norms import _checks
 from normzoo.norms.functional import resolve_num_groups
-from normzoo.norms.modules import _axis_name_unless_init, _require_batch_stats
+from normzoo.norms.linen_support import axis_name_unless_init, require_batch_stats
 from normzoo.norms.normalize import (StatSpec, cast_params_to_varying, hashable_groups,
                                      output_dtype, varying_axes)
 from normzoo.norms.precise import record_batch_moments
 from normzoo.norms.stats import (combine_across_devices, group_sum, local_moments,
                                  moments_keepdims, stat_dtype, variance_method)
-from normzoo.norms.variants._common import (channel_param, check_not_single_value, spatial_axes,
-                                            update_running)
+from normzoo.norms._checks import check_not_single_value
+from normzoo.norms.linen_support import channel_param
+from normzoo.norms.variants._common import spatial_axes, update_running
 
 Array = jax.Array
 
@@ -63,7 +64,7 @@ def evonorm_b0(x: Array, scale: Array | None, bias: Array | None, v1: Array, var
   _checks.check_momentum(momentum)
   _checks.check_mask(mask, x.shape)
   for name, value in (("scale", scale), ("bias", bias), ("v1", v1), ("var", var)):
-    _checks.check_feature_params(name, value, c)
+    _checks.checkfeature_params(name, value, c)
   dtype_s = stat_dtype(x.dtype)
   groups = hashable_groups(axis_index_groups)
   out_dtype = output_dtype(dtype, x, scale, bias)
@@ -192,7 +193,7 @@ def evonorm_s0(x: Array, scale: Array | None, bias: Array | None, v1: Array, *,
   _checks.check_epsilon(epsilon)
   _checks.check_mask(mask, x.shape)
   for name, value in (("scale", scale), ("bias", bias), ("v1", v1)):
-    _checks.check_feature_params(name, value, (c,))
+    _checks.checkfeature_params(name, value, (c,))
   out_dtype = output_dtype(dtype, x, scale, bias)
   dtype_s = stat_dtype(x.dtype)
   # Absent parameters are the identity (exact), so one formula serves all calls.
@@ -292,12 +293,12 @@ class EvoNormB0(nn.Module):
                                          use_running_average)
     axes = spatial_axes(x, "EvoNormB0")
     c = x.shape[-1]
-    _require_batch_stats(self, train=not use_running_average, variable="var")
+    require_batch_stats(self, train=not use_running_average, variable="var")
     ra_var = self.variable("batch_stats", "var", jnp.ones, (c,), jnp.float32)
     scale = channel_param(self, "scale", self.scale_init, c) if self.use_scale else None
     bias = channel_param(self, "bias", self.bias_init, c) if self.use_bias else None
     v1 = channel_param(self, "v1", self.v1_init, c)
-    axis_name = _axis_name_unless_init(self)
+    axis_name = axis_name_unless_init(self)
     y, var = evonorm_b0(x, scale, bias, v1, ra_var.value, use_running_average=use_running_average,
                         momentum=self.momentum, epsilon=self.epsilon, axis_name=axis_name,
                         axis_index_groups=self.axis_index_groups, mask=mask,

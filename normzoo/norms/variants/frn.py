@@ -34,7 +34,7 @@ from flax.linen import initializers
 from normzoo.norms import _checks
 from normzoo.norms.normalize import output_dtype
 from normzoo.norms.stats import stat_dtype
-from normzoo.norms.variants._common import channel_param
+from normzoo.norms.linen_support import channel_param
 from normzoo.norms.variants.rms import rms_norm, scaled_inverse_rms
 
 Array = jax.Array
@@ -55,7 +55,7 @@ def filter_response_norm(x: Array, scale: Array | None = None, bias: Array | Non
   _checks.check_epsilon(epsilon)
   channels = (x.shape[-1],)
   for name, value in (("scale", scale), ("bias", bias), ("tau", tau)):
-    _checks.check_feature_params(name, value, channels)
+    _checks.checkfeature_params(name, value, channels)
   axes = tuple(range(1, x.ndim - 1))
   if learned_epsilon is None:
     # A fixed epsilon: RMSNorm's kernel (hand-written backward, overflow

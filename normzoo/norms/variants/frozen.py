@@ -17,7 +17,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from normzoo.norms import functional
-from normzoo.norms.modules import BatchNorm, _feature_params, _require_batch_stats
+from normzoo.norms.modules import BatchNorm
+from normzoo.norms.linen_support import feature_params, require_batch_stats
 from normzoo.norms.variants._common import per_channel_layout
 
 Array = jax.Array
@@ -43,10 +44,10 @@ class FrozenBatchNorm(BatchNorm):
                mask: Array | None = None) -> Array:
     del use_running_average, mask  # always the running statistics
     _, _, feature_shape = per_channel_layout(x, self.axis)
-    _require_batch_stats(self, train=False)
+    require_batch_stats(self, train=False)
     ra_mean = self.variable("batch_stats", "mean", jnp.zeros, feature_shape, jnp.float32)
     ra_var = self.variable("batch_stats", "var", jnp.ones, feature_shape, jnp.float32)
-    scale, bias = _feature_params(self, feature_shape)
+    scale, bias = feature_params(self, feature_shape)
     if self.freeze_params:
       scale, bias = jax.tree.map(lax.stop_gradient, (scale, bias))
     y, _, _ = functional.batch_norm(x, scale, bias, ra_mean.value, ra_var.value,

@@ -37,12 +37,13 @@ from flax.linen import initializers
 from jax import lax
 
 from normzoo.norms import _checks, functional
-from normzoo.norms.modules import _axis_name_unless_init, _feature_params, _require_batch_stats
+from normzoo.norms.linen_support import axis_name_unless_init, feature_params, require_batch_stats
 from normzoo.norms.normalize import (StatSpec, hashable_groups, normalize_with_batch_stats,
                                      output_dtype)
 from normzoo.norms.precise import record_batch_moments
-from normzoo.norms.variants._common import (broadcast_param, check_not_single_value,
-                                            per_channel_layout, update_running)
+from normzoo.norms.functional import broadcast_param
+from normzoo.norms._checks import check_not_single_value
+from normzoo.norms.variants._common import per_channel_layout, update_running
 
 Array = jax.Array
 
@@ -89,7 +90,7 @@ def ghost_batch_norm(x: Array, scale: Array | None = None, bias: Array | None = 
   _checks.check_mask(mask, x.shape)
   _checks.check_axis_name(axis_name)
   for name, value in (("scale", scale), ("bias", bias), ("mean", mean), ("var", var)):
-    _checks.check_feature_params(name, value, feature_shape)
+    _checks.checkfeature_params(name, value, feature_shape)
 
   v = virtual_batch_size
   ghost_shape = (x.shape[0] // v, v) + x.shape[1:]
@@ -150,11 +151,11 @@ class GhostBatchNorm(nn.Module):
     use_running_average = nn.merge_param("use_running_average", self.use_running_average,
                                          use_running_average)
     _, reduction_axes, feature_shape = per_channel_layout(x, self.axis)
-    _require_batch_stats(self, train=not use_running_average)
+    require_batch_stats(self, train=not use_running_average)
     ra_mean = self.variable("batch_stats", "mean", jnp.zeros, feature_shape, jnp.float32)
     ra_var = self.variable("batch_stats", "var", jnp.ones, feature_shape, jnp.float32)
-    scale, bias = _feature_params(self, feature_shape)
-    axis_name = _axis_name_unless_init(self)
+    scale, bias = feature_params(self, feature_shape)
+    axis_name = axis_name_unless_init(self)
     y, mean, var = ghost_batch_norm(
         x, scale, bias, ra_mean.value, ra_var.value, virtual_batch_size=self.virtual_batch_size,
         use_running_average=use_running_average, axis=self.axis, momentum=self.momentum,

@@ -35,13 +35,14 @@ from flax.linen import initializers
 from jax import lax
 
 from normzoo.norms import _checks, functional
-from normzoo.norms.modules import _axis_name_unless_init, _feature_params, _require_batch_stats
+from normzoo.norms.linen_support import axis_name_unless_init, feature_params, require_batch_stats
 from normzoo.norms.normalize import (StatSpec, hashable_groups, normalize_with_batch_stats,
                                      output_dtype)
 from normzoo.norms.precise import record_batch_moments
 from normzoo.norms.stats import moments_keepdims, stat_dtype
-from normzoo.norms.variants._common import (broadcast_param, check_not_single_value,
-                                            per_channel_layout, update_running)
+from normzoo.norms.functional import broadcast_param
+from normzoo.norms._checks import check_not_single_value
+from normzoo.norms.variants._common import per_channel_layout, update_running
 
 Array = jax.Array
 
@@ -102,7 +103,7 @@ def batch_renorm(x: Array, scale: Array | None, bias: Array | None, mean: Array,
   _checks.check_axis_name(axis_name)
   check_limits(r_max, d_max)
   for name, value in (("scale", scale), ("bias", bias), ("mean", mean), ("var", var)):
-    _checks.check_feature_params(name, value, feature_shape)
+    _checks.checkfeature_params(name, value, feature_shape)
   if mean is None or var is None:
     raise ValueError("batch_renorm needs the running statistics mean= and var= in training too")
   check_not_single_value("batch_renorm", x.shape, reduction_axes, axis_name, mask)
@@ -174,7 +175,7 @@ class BatchRenorm(nn.Module):
                                          use_running_average)
     check_limits(self.r_max, self.d_max)
     feature_axes, reduction_axes, feature_shape = per_channel_layout(x, self.axis)
-    _require_batch_stats(self, train=not use_running_average)
+    require_batch_stats(self, train=not use_running_average)
     ra_mean = self.variable("batch_stats", "mean", jnp.zeros, feature_shape, jnp.float32)
     ra_var = self.variable("batch_stats", "var", jnp.ones, feature_shape, jnp.float32)
     scheduled = self.warmup_steps > 0 or self.warmup_delay > 0
@@ -184,8 +185,8 @@ class BatchRenorm(nn.Module):
     if step is not None:
       r_max, d_max = renorm_limits(step.value, self.r_max, self.d_max, self.warmup_steps,
                                    self.warmup_delay)
-    scale, bias = _feature_params(self, feature_shape)
-    axis_name = _axis_name_unless_init(self)
+    scale, bias = feature_params(self, feature_shape)
+    axis_name = axis_name_unless_init(self)
     y, mean, var = batch_renorm(
         x, scale, bias, ra_mean.value, ra_var.value, r_max=r_max, d_max=d_max,
         use_running_average=use_running_average, axis=self.axis, momentum=self.momentum,

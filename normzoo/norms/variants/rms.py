@@ -15,10 +15,10 @@ that). That costs a pass over ``x`` for the maximum, so without
 ``axis_name`` the sum of squares is tried first, and only rows where it is
 not finite use scaled statistics, taken one of two ways (the backend
 policy's ``rms_overflow_guard``, :mod:`normzoo.norms.policy`): on CPU a
-``lax.cond`` computes the maximum and the scaled sum only when needed; elsewhere a sum of ``(x * c)^2`` (``c`` a
-fixed power of two, 2^-80 in float32, for which neither overflow nor
-underflow can matter) is taken beside the plain one, and a select picks
-per row.
+``lax.cond`` computes the maximum and the scaled sum only when needed;
+elsewhere a sum of ``(x * c)^2`` (``c`` a fixed power of two, 2^-80 in
+float32, for which neither overflow nor underflow can matter) is taken
+beside the plain one, and a select picks per row.
 
 Backward (without ``axis_name``), with ``x_hat = x / rms``, ``g = dy * scale``,
 ``m`` the mask and ``N`` the valid count per row::
@@ -44,12 +44,12 @@ from flax.linen import initializers
 from jax import lax
 
 from normzoo.norms import _checks, pallas_rows
-from normzoo.norms.modules import _axis_name_unless_init
+from normzoo.norms.linen_support import axis_name_unless_init
 from normzoo.norms.normalize import (cast_params_to_varying, fusion_barrier, hashable_groups,
                                      output_dtype, param_axes)
 from normzoo.norms.policy import current_policy
 from normzoo.norms.stats import stat_dtype
-from normzoo.norms.variants._common import broadcast_param
+from normzoo.norms.functional import broadcast_param
 
 Array = jax.Array
 
@@ -142,8 +142,7 @@ def _rms_normalize(x: Array, scale: Array | None, mask: Array | None, spec: _RMS
 # The per-row factor applied to x is t = lift * s / rms (s: the power of two
 # from scaled_inverse_rms), and lift comes off again in the per-channel
 # factor scale / lift. One factor instead of s and 1 / rms separately saves
-# two multiplies per element in fusions that XLA:CPU runs compute-bound
-# (RMSNorm fwd+bwd at 256x8x8x512: 1.32x flax.linen's time with both). Only
+# two multiplies per element in fusions that XLA:CPU runs compute-bound. Only
 # the overflow branch needs lift = 8: there 1 / rms is subnormal, so flushed
 # to zero, for rows whose RMS exceeds 2^126, while 8 s / rms >= 2^-125 for
 # every finite input. The common branch has s = lift = 1, so its backward
@@ -176,8 +175,8 @@ def _rms_forward(x, scale, mask, spec: _RMSSpec):
   unlift = 1.0 / lift  # exact: a power of two
   if x.dtype != xf.dtype:
     # A second convert (CSE would merge a plain one): with one convert shared
-    # by the sum and the output, XLA:CPU materializes a float32 copy of x
-    # (bf16 forward 2.6x flax.linen's time); the barrier is gone after CSE.
+    # by the sum and the output, XLA:CPU materializes a float32 copy of x;
+    # the barrier is gone after CSE.
     xf = lax.optimization_barrier(x).astype(xf.dtype)
   y = ((xf * t) * _scale_over_lift(scale, unlift)).astype(spec.out_dtype)
   return y, (x, scale, mask, t, unlift)
@@ -208,8 +207,7 @@ def _rms_backward(spec: _RMSSpec, residuals, gy):
   x, scale, mask, t, unlift = residuals
   # The backward's own copies of the small factors: sharing their broadcasts
   # (and x * t) with the forward's output, XLA:CPU wrote full-size arrays
-  # out for this fusion (y and dx for a given cotangent: 1.3-1.6x
-  # flax.linen's time).
+  # out for this fusion when y and dx were both needed.
   scale, t, unlift = fusion_barrier((scale, t, unlift), spec.barrier)
   xf = x.astype(t.dtype)
   gyf = gy.astype(t.dtype)
@@ -249,7 +247,7 @@ def rms_norm(x: Array, scale: Array | None = None, *, reduction_axes: Any = -1,
   _checks.check_epsilon(epsilon)
   _checks.check_mask(mask, x.shape)
   _checks.check_axis_name(axis_name)
-  _checks.check_feature_params("scale", scale, tuple(x.shape[a] for a in features))
+  _checks.checkfeature_params("scale", scale, tuple(x.shape[a] for a in features))
   scale_b = broadcast_param(scale, x.ndim, features)
   out_dtype = output_dtype(dtype, x, scale)
   if axis_name is None:
@@ -301,5 +299,5 @@ class RMSNorm(nn.Module):
       return pallas_rows.pallas_rms_norm(x, scale, epsilon=self.epsilon, dtype=self.dtype)
     return rms_norm(x, scale, reduction_axes=self.reduction_axes,
                     feature_axes=self.feature_axes, epsilon=self.epsilon,
-                    axis_name=_axis_name_unless_init(self),
+                    axis_name=axis_name_unless_init(self),
                     axis_index_groups=self.axis_index_groups, mask=mask, dtype=self.dtype)

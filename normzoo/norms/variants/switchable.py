@@ -32,11 +32,12 @@ import jax.numpy as jnp
 from flax.linen import initializers
 
 from normzoo.norms import _checks
-from normzoo.norms.modules import _axis_name_unless_init, _feature_params, _require_batch_stats
+from normzoo.norms.linen_support import axis_name_unless_init, feature_params, require_batch_stats
 from normzoo.norms.normalize import hashable_groups, normalize_with_stats, output_dtype
 from normzoo.norms.precise import record_batch_moments
 from normzoo.norms.stats import combine_across_devices, local_moments, variance_method
-from normzoo.norms.variants._common import broadcast_param, spatial_axes, update_running
+from normzoo.norms.functional import broadcast_param
+from normzoo.norms.variants._common import spatial_axes, update_running
 
 Array = jax.Array
 
@@ -65,9 +66,9 @@ def switchable_norm(x: Array, scale: Array | None, bias: Array | None, mean_weig
   _checks.check_momentum(momentum)
   _checks.check_mask(mask, x.shape)
   for name, value in (("scale", scale), ("bias", bias), ("mean", mean), ("var", var)):
-    _checks.check_feature_params(name, value, c)
+    _checks.checkfeature_params(name, value, c)
   for name, value in (("mean_weight", mean_weight), ("var_weight", var_weight)):
-    _checks.check_feature_params(name, value, (3,))
+    _checks.checkfeature_params(name, value, (3,))
   n_in, mu_in, m2_in = local_moments(x, axes, mask, variance_method(use_fast_variance))
   n_ln, mu_ln, m2_ln = _merge(n_in, mu_in, m2_in, (x.ndim - 1,))
   if use_running_average:
@@ -123,13 +124,13 @@ class SwitchableNorm(nn.Module):
                                          use_running_average)
     axes = spatial_axes(x, "SwitchableNorm")
     c = x.shape[-1]
-    _require_batch_stats(self, train=not use_running_average)
+    require_batch_stats(self, train=not use_running_average)
     ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (c,), jnp.float32)
     ra_var = self.variable("batch_stats", "var", jnp.ones, (c,), jnp.float32)
-    scale, bias = _feature_params(self, (c,))
+    scale, bias = feature_params(self, (c,))
     mean_weight = self.param("mean_weight", self.weight_init, (3,), self.param_dtype)
     var_weight = self.param("var_weight", self.weight_init, (3,), self.param_dtype)
-    axis_name = _axis_name_unless_init(self)
+    axis_name = axis_name_unless_init(self)
     y, mean, var = switchable_norm(
         x, scale, bias, mean_weight, var_weight, ra_mean.value, ra_var.value,
         use_running_average=use_running_average, momentum=self.momentum, epsilon=self.epsilon,
