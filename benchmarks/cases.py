@@ -22,43 +22,48 @@ import normzoo
 MODES = ("fwd", "fwd+bwd", "vjp")
 
 
-def modules(name: str, x_ndim: int):
-  """(ours, theirs, module kwargs for training mode) for a normalizer name."""
-  conv_layout = x_ndim == 4
+# flax's own layer for each core norm (flax has no research variants: those
+# are timed against the layer they replace, BatchNorm).
+FLAX_LINEN = {"batch": nn.BatchNorm, "layer": nn.LayerNorm, "group": nn.GroupNorm,
+              "instance": nn.InstanceNorm, "rms": nn.RMSNorm}
+FLAX_NNX = {"batch": nnx.BatchNorm, "layer": nnx.LayerNorm, "group": nnx.GroupNorm,
+            "instance": nnx.InstanceNorm, "rms": nnx.RMSNorm}
+
+
+def _kwargs(name: str, x_ndim: int) -> dict:
+  """Arguments given to both implementations of a core norm."""
   if name == "batch":
-    return normzoo.BatchNorm, nn.BatchNorm, dict(momentum=0.9)
+    return dict(momentum=0.9)
   if name == "layer":
-    axes = dict(reduction_axes=(1, 2, 3)) if conv_layout else {}
-    return normzoo.LayerNorm, nn.LayerNorm, axes
+    # Explicit on both sides: the registry's "layer" reduces every non-batch
+    # axis, flax's default only the channels.
+    return dict(reduction_axes=(1, 2, 3) if x_ndim == 4 else -1)
   if name == "group":
-    return normzoo.GroupNorm, nn.GroupNorm, dict(num_groups=32)
-  if name == "instance":
-    return normzoo.InstanceNorm, nn.InstanceNorm, {}
-  if name == "rms":
-    return normzoo.RMSNorm, nn.RMSNorm, {}
+    return dict(num_groups=32)
+  return {}
+
+
+def modules(name: str, x_ndim: int, api: str = "linen"):
+  """(ours, theirs, kwargs for both) for a benchmark name; ours comes from the registry.
+
+  ``api``: ``"linen"`` (normzoo vs flax.linen) or ``"nnx"`` (normzoo.nnx vs flax.nnx).
+  """
+  registry = normzoo.NORMS if api == "linen" else normzoo.nnx.NORMS
+  flax_table = FLAX_LINEN if api == "linen" else FLAX_NNX
+  base = PALLAS.get(name, name)
+  if base in VARIANTS:
+    return functools.partial(registry[base], **VARIANTS[base]), flax_table["batch"], {}
+  if base not in flax_table:
+    raise ValueError(f"unknown benchmark norm {name!r}")
+  ours = registry[base]
   if name in PALLAS:
-    ours, theirs, kwargs = modules(PALLAS[name], x_ndim)
-    return functools.partial(ours, implementation="pallas"), theirs, kwargs
-  if name in VARIANTS:
-    # flax.linen has no counterpart: timed against the layer they replace.
-    return normzoo.get_norm(name, **VARIANTS[name]), nn.BatchNorm, {}
-  raise ValueError(f"unknown benchmark norm {name!r}")
+    ours = functools.partial(ours, implementation="pallas")
+  return ours, flax_table[base], _kwargs(base, x_ndim)
 
 
 def nnx_modules(name: str, x_ndim: int):
-  """(ours, theirs, constructor kwargs) in flax.nnx form: normzoo.nnx vs flax.nnx."""
-  _, _, kwargs = modules(name, x_ndim)
-  base = PALLAS.get(name, name)
-  if base in VARIANTS:
-    return functools.partial(normzoo.nnx.NORMS[base], **VARIANTS[base]), nnx.BatchNorm, {}
-  ours = {"batch": normzoo.nnx.BatchNorm, "layer": normzoo.nnx.LayerNorm,
-          "group": normzoo.nnx.GroupNorm, "instance": normzoo.nnx.InstanceNorm,
-          "rms": normzoo.nnx.RMSNorm}[base]
-  theirs = {"batch": nnx.BatchNorm, "layer": nnx.LayerNorm, "group": nnx.GroupNorm,
-            "instance": nnx.InstanceNorm, "rms": nnx.RMSNorm}[base]
-  if name in PALLAS:
-    ours = functools.partial(ours, implementation="pallas")
-  return ours, theirs, dict(kwargs)
+  """:func:`modules` in flax.nnx form: normzoo.nnx vs flax.nnx."""
+  return modules(name, x_ndim, api="nnx")
 
 
 # The Pallas kernels (last axis only, GPU) and the norm each stands in for.

@@ -64,7 +64,7 @@ def evonorm_b0(x: Array, scale: Array | None, bias: Array | None, v1: Array, var
   _checks.check_momentum(momentum)
   _checks.check_mask(mask, x.shape)
   for name, value in (("scale", scale), ("bias", bias), ("v1", v1), ("var", var)):
-    _checks.checkfeature_params(name, value, c)
+    _checks.check_feature_params(name, value, c)
   dtype_s = stat_dtype(x.dtype)
   groups = hashable_groups(axis_index_groups)
   out_dtype = output_dtype(dtype, x, scale, bias)
@@ -193,7 +193,7 @@ def evonorm_s0(x: Array, scale: Array | None, bias: Array | None, v1: Array, *,
   _checks.check_epsilon(epsilon)
   _checks.check_mask(mask, x.shape)
   for name, value in (("scale", scale), ("bias", bias), ("v1", v1)):
-    _checks.checkfeature_params(name, value, (c,))
+    _checks.check_feature_params(name, value, (c,))
   out_dtype = output_dtype(dtype, x, scale, bias)
   dtype_s = stat_dtype(x.dtype)
   # Absent parameters are the identity (exact), so one formula serves all calls.

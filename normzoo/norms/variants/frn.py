@@ -55,7 +55,7 @@ def filter_response_norm(x: Array, scale: Array | None = None, bias: Array | Non
   _checks.check_epsilon(epsilon)
   channels = (x.shape[-1],)
   for name, value in (("scale", scale), ("bias", bias), ("tau", tau)):
-    _checks.checkfeature_params(name, value, channels)
+    _checks.check_feature_params(name, value, channels)
   axes = tuple(range(1, x.ndim - 1))
   if learned_epsilon is None:
     # A fixed epsilon: RMSNorm's kernel (hand-written backward, overflow

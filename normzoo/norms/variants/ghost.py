@@ -90,7 +90,7 @@ def ghost_batch_norm(x: Array, scale: Array | None = None, bias: Array | None = 
   _checks.check_mask(mask, x.shape)
   _checks.check_axis_name(axis_name)
   for name, value in (("scale", scale), ("bias", bias), ("mean", mean), ("var", var)):
-    _checks.checkfeature_params(name, value, feature_shape)
+    _checks.check_feature_params(name, value, feature_shape)
 
   v = virtual_batch_size
   ghost_shape = (x.shape[0] // v, v) + x.shape[1:]

@@ -103,7 +103,7 @@ def batch_renorm(x: Array, scale: Array | None, bias: Array | None, mean: Array,
   _checks.check_axis_name(axis_name)
   check_limits(r_max, d_max)
   for name, value in (("scale", scale), ("bias", bias), ("mean", mean), ("var", var)):
-    _checks.checkfeature_params(name, value, feature_shape)
+    _checks.check_feature_params(name, value, feature_shape)
   if mean is None or var is None:
     raise ValueError("batch_renorm needs the running statistics mean= and var= in training too")
   check_not_single_value("batch_renorm", x.shape, reduction_axes, axis_name, mask)

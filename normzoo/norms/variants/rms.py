@@ -247,7 +247,7 @@ def rms_norm(x: Array, scale: Array | None = None, *, reduction_axes: Any = -1,
   _checks.check_epsilon(epsilon)
   _checks.check_mask(mask, x.shape)
   _checks.check_axis_name(axis_name)
-  _checks.checkfeature_params("scale", scale, tuple(x.shape[a] for a in features))
+  _checks.check_feature_params("scale", scale, tuple(x.shape[a] for a in features))
   scale_b = broadcast_param(scale, x.ndim, features)
   out_dtype = output_dtype(dtype, x, scale)
   if axis_name is None:

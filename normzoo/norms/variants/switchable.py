@@ -66,9 +66,9 @@ def switchable_norm(x: Array, scale: Array | None, bias: Array | None, mean_weig
   _checks.check_momentum(momentum)
   _checks.check_mask(mask, x.shape)
   for name, value in (("scale", scale), ("bias", bias), ("mean", mean), ("var", var)):
-    _checks.checkfeature_params(name, value, c)
+    _checks.check_feature_params(name, value, c)
   for name, value in (("mean_weight", mean_weight), ("var_weight", var_weight)):
-    _checks.checkfeature_params(name, value, (3,))
+    _checks.check_feature_params(name, value, (3,))
   n_in, mu_in, m2_in = local_moments(x, axes, mask, variance_method(use_fast_variance))
   n_ln, mu_ln, m2_ln = _merge(n_in, mu_in, m2_in, (x.ndim - 1,))
   if use_running_average:
