@@ -21,7 +21,8 @@
 #     PyTorch on CUDA in the same process;
 #  5. the Pallas kernels' block sizes (benchmarks/pallas_tune.py);
 #  6. the CPU benchmark's own shapes and modes, all five core norms;
-#  7. the training step of resnet20.
+#  7. the nnx modules (normzoo.nnx vs flax.nnx under nnx.jit);
+#  8. the training step of resnet20.
 # At most 590 s (the stages' limits add up to 545 s, and a stage that runs
 # over gets 5 s to stop before it is killed), under a 600 s call; on an H200 on
 # 2026-12-04 it took 6 min 9 s without stage 3, several stages cut by their
@@ -46,10 +47,12 @@ start=$SECONDS
 if [ "$platform" = cpu ]; then  # a dry run: tiny shapes, the kernels interpreted
   rows=4x8x64,2x16x128; nhwc=4x8x8x64; std=8x4x4x64,2x8x96; tune="--interpret --shapes=64x96"
   train="--batch_size=8 --steps=1 --rounds=1"; bw=16; variants="--shapes=4x8x8x32 --repeats=1"
+  nnx=4x8x8x64
 else
   rows=64x2048x1024,32x2048x4096,16384x8192; nhwc=128x56x56x256,256x32x32x512
   std=128x32x32x64,32x56x56x256,256x8x8x512,16x512x768; tune="--shapes=64x2048x1024,16384x8192"
   train="--batch_size=256 --steps=20 --rounds=5"; bw=1024; variants="--repeats=$repeats"
+  nnx=128x56x56x256
 fi
 
 stage() {  # stage NAME LIMIT_SECONDS COMMAND...: runs it under a time limit, logged
@@ -74,18 +77,20 @@ norms() {  # norms NAME LIMIT BUDGET FLAGS...
   local name=$1 limit=$2 budget=$3
   shift 3
   stage "$name" "$limit" "$py" -m benchmarks.norms --repeats="$repeats" --keep_going \
-    --time_budget_s="$budget" --json="$out/$name.json" "$@"
+    --time_budget_s="$budget" --json="$out/$name.json" --apis="${APIS:-linen}" "$@"
 }
 norms norms_rows 95 70 --norms=layer,layer_pallas,rms_pallas,rms --shapes=$rows \
   --dtypes=float32,bfloat16 --modes=fwd,vjp
 norms norms_nhwc 75 50 --norms=batch,instance,group --shapes=$nhwc \
   --dtypes=float32,bfloat16 --modes=fwd,vjp
 # shellcheck disable=SC2086  # $tune is a list of flags
-stage pallas_tune 65 "$py" -m benchmarks.pallas_tune $tune --dtypes=float32,bfloat16 \
+stage pallas_tune 50 "$py" -m benchmarks.pallas_tune $tune --dtypes=float32,bfloat16 \
   --forward_blocks=1024,4096,16384 --max_warps=4,8,16 --backward_blocks=2048,4096,8192 \
-  --span_rows=8,32 --repeats="$repeats" --time_budget_s=35 --json="$out/pallas_tune.json"
-norms norms_std 65 45 --norms=batch,layer,group,instance,rms --shapes=$std \
+  --span_rows=8,32 --repeats="$repeats" --time_budget_s=25 --json="$out/pallas_tune.json"
+norms norms_std 55 38 --norms=batch,layer,group,instance,rms --shapes=$std \
   --dtypes=float32,bfloat16 --modes=fwd,fwd+bwd,vjp
+APIS=nnx norms norms_nnx 25 15 --norms=batch,layer,group,rms --shapes=$nnx \
+  --dtypes=float32,bfloat16 --modes=fwd,vjp
 # shellcheck disable=SC2086
 # resnet20 alone: its three builds took about a minute to compile and run on an H200.
 stage train_step 85 "$py" -m benchmarks.train_step --models=resnet20 --norms=batch \
