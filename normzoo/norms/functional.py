@@ -59,7 +59,7 @@ def _per_example_norm(x, scale, bias, stat_axes, feature_axes, *, epsilon, axis_
   _checks.check_feature_params("bias", bias, feature_shape)
   spec = _spec(stat_axes, epsilon, axis_name, axis_index_groups, use_fast_variance,
                output_dtype(dtype, x, scale, bias))
-  y, _, _, _ = normalize_with_batch_stats(
+  y, _ = normalize_with_batch_stats(
       x, broadcast_param(scale, x.ndim, feature_axes),
       broadcast_param(bias, x.ndim, feature_axes), mask, spec)
   return y
@@ -131,7 +131,7 @@ def batch_norm(x: Array, scale: Array | None = None, bias: Array | None = None,
       hint="Use a batch of more than one example, use_running_average=True, or a per-example "
            "norm (layer/group)")
   spec = _spec(reduction_axes, epsilon, axis_name, axis_index_groups, use_fast_variance, out_dtype)
-  y, batch_mean, batch_var, count = normalize_with_batch_stats(x, scale_b, bias_b, mask, spec)
+  y, (batch_mean, batch_var, count) = normalize_with_batch_stats(x, scale_b, bias_b, mask, spec)
   batch_mean = jnp.squeeze(batch_mean, reduction_axes)
   batch_var = jnp.squeeze(batch_var, reduction_axes)
   if mean is None or var is None:
@@ -248,6 +248,6 @@ def group_norm(x: Array, scale: Array | None = None, bias: Array | None = None, 
 
   spec = _spec(axes[:-1], epsilon, axis_name, axis_index_groups, use_fast_variance,
                output_dtype(dtype, x, scale, bias))._replace(channel_groups=groups)
-  y, _, _, _ = normalize_with_batch_stats(x, broadcast_param(scale, x.ndim, (x.ndim - 1,)),
+  y, _ = normalize_with_batch_stats(x, broadcast_param(scale, x.ndim, (x.ndim - 1,)),
                                           broadcast_param(bias, x.ndim, (x.ndim - 1,)), mask, spec)
   return y

@@ -60,6 +60,12 @@ class StatSpec(NamedTuple):
   policy: BackendPolicy | None = None
 
 
+class Normalized(NamedTuple):
+  """A normalizer's output ``y`` and the batch :class:`~normzoo.norms.stats.Moments` it used."""
+  y: Array
+  batch: stats.Moments
+
+
 def hashable_groups(axis_index_groups: Any) -> Any:
   if axis_index_groups is None:
     return None
@@ -109,17 +115,17 @@ def varying_axes(x: Array) -> frozenset:
 
 
 def normalize_with_batch_stats(x: Array, scale: Array | None, bias: Array | None,
-                               mask: Array | None, spec: StatSpec
-                               ) -> tuple[Array, Array, Array, Array]:
+                               mask: Array | None, spec: StatSpec) -> Normalized:
   """Normalizes ``x`` with its own statistics over ``spec.axes``.
 
   Returns:
-    ``(y, mean, var, count)``; the statistics keep the reduced axes as size 1
-    and ``count`` is the number of valid elements behind each statistic.
+    ``Normalized(y, batch)``; the batch moments keep the reduced axes as
+    size 1, and ``batch.count`` is the number of valid elements behind each.
   """
   scale, bias = cast_params_to_varying(x, scale, bias)
   spec = spec._replace(typed=bool(varying_axes(x)), policy=spec.policy or current_policy())
-  return _normalize_with_batch_stats(x, scale, bias, mask, spec)
+  y, mean, var, count = _normalize_with_batch_stats(x, scale, bias, mask, spec)
+  return Normalized(y, stats.Moments(mean, var, count))
 
 
 def cast_params_to_varying(x: Array, *params: Array | None) -> tuple[Array | None, ...]:

@@ -52,7 +52,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +63,20 @@ from normzoo.norms import _checks
 from normzoo.norms.policy import current_policy
 
 Array = jax.Array
+
+
+class Moments(NamedTuple):
+  """Batch statistics: mean, biased variance, and the number of valid elements behind each."""
+  mean: Array
+  var: Array
+  count: Array
+
+
+class CentredSums(NamedTuple):
+  """One device's ``count``, ``mean`` and centred sum of squares ``m2``: what merges exactly."""
+  count: Array
+  mean: Array
+  m2: Array
 
 
 def stat_dtype(dtype: Any) -> jnp.dtype:
@@ -178,7 +192,7 @@ def _mask_count(mask: Array, shape: Sequence[int], axes: tuple[int, ...],
 @functools.partial(jax.jit, static_argnames=("axes", "method", "channel_groups", "group_method"))
 def reduced_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method: str,
                     channel_groups: int | None = None, group_method: str | None = None
-                    ) -> tuple[Array, Array, Array]:
+                    ) -> CentredSums:
   """Per-device ``(count, mean, M2)`` in the reduced shape (``x.shape`` without ``axes``).
 
   ``M2`` is the centred sum of squares ``sum((x - mean)^2)`` over valid
@@ -237,23 +251,23 @@ def reduced_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method:
       s2 = _sum(jnp.square(d), axes, channel_groups, gm)
       mean = shift + s1 / n
       m2 = jnp.maximum(s2 - jnp.square(s1) / n, 0.0)
-    return jnp.full(out_shape, n, dtype), mean, m2
+    return CentredSums(jnp.full(out_shape, n, dtype), mean, m2)
   # Masked statistics are always two-pass: a shift drawn from a masked-out
   # (padding) element could be arbitrarily far from the valid data.
   valid = jnp.asarray(mask, bool)
   count = _mask_count(mask, x.shape, axes, channel_groups, dtype, gm)
   mean = _sum(jnp.where(valid, xf, 0.0), axes, channel_groups, gm) / jnp.maximum(count, 1.0)
   m2 = _sum(jnp.where(valid, jnp.square(xf - full(mean)), 0.0), axes, channel_groups, gm)
-  return count, mean, m2
+  return CentredSums(count, mean, m2)
 
 
 def local_moments(x: Array, axes: tuple[int, ...], mask: Array | None, method: str,
                   channel_groups: int | None = None, group_method: str | None = None
-                  ) -> tuple[Array, Array, Array]:
+                  ) -> CentredSums:
   """:func:`reduced_moments` with the reduced axes kept as size 1 (shape ``x.shape`` there)."""
   out_shape = tuple(1 if a in axes else d for a, d in enumerate(x.shape))
-  return tuple(v.reshape(out_shape) for v in reduced_moments(x, axes, mask, method,
-                                                             channel_groups, group_method))
+  sums = reduced_moments(x, axes, mask, method, channel_groups, group_method)
+  return CentredSums(*(v.reshape(out_shape) for v in sums))
 
 
 def _gather_by_psum(value: Array, axis_name: Any, axis_index_groups: Any) -> Array:
@@ -282,7 +296,7 @@ def _gather_by_psum(value: Array, axis_name: Any, axis_index_groups: Any) -> Arr
 
 
 def combine_across_devices(count: Array, mean: Array, m2: Array, axis_name: Any,
-                           axis_index_groups: Any = None) -> tuple[Array, Array, Array]:
+                           axis_index_groups: Any = None) -> CentredSums:
   """Exact count-weighted merge of per-device moments with a single collective."""
   stacked = _gather_by_psum(jnp.stack([count, mean, m2]), axis_name, axis_index_groups)
   counts, means, m2s = stacked[:, 0], stacked[:, 1], stacked[:, 2]
@@ -292,33 +306,33 @@ def combine_across_devices(count: Array, mean: Array, m2: Array, axis_name: Any,
   # Devices without valid elements carry count 0 and a finite mean, so they
   # drop out of both sums.
   m2 = jnp.sum(m2s + counts * jnp.square(means - mean), axis=0)
-  return total, mean, m2
+  return CentredSums(total, mean, m2)
 
 
 def reduced_moments_across(x: Array, axes: tuple[int, ...], *, axis_name: Any = None,
                           axis_index_groups: Any = None, mask: Array | None = None,
                           use_fast_variance: bool = True, channel_groups: int | None = None,
                           method: str | None = None, group_method: str | None = None
-                          ) -> tuple[Array, Array, Array]:
-  """``(mean, var, count)`` in the reduced shape, over ``axes`` and the mapped ``axis_name``."""
+                          ) -> Moments:
+  """:class:`Moments` in the reduced shape, over ``axes`` and the mapped ``axis_name``."""
   method = method or variance_method(use_fast_variance)
   count, mean, m2 = reduced_moments(x, axes, mask, method, channel_groups, group_method)
   if axis_name is not None:
     count, mean, m2 = combine_across_devices(count, mean, m2, axis_name, axis_index_groups)
-  return mean, m2 / jnp.maximum(count, 1.0), count
+  return Moments(mean, m2 / jnp.maximum(count, 1.0), count)
 
 
 def moments_keepdims(x: Array, axes: tuple[int, ...], *, axis_name: Any = None,
                      axis_index_groups: Any = None, mask: Array | None = None,
                      use_fast_variance: bool = True, channel_groups: int | None = None
-                     ) -> tuple[Array, Array, Array]:
-  """``(mean, var, count)`` with reduced axes kept; ``axes`` must be canonical."""
+                     ) -> Moments:
+  """:class:`Moments` with the reduced axes kept; ``axes`` must be canonical."""
   out_shape = tuple(1 if a in axes else d for a, d in enumerate(x.shape))
   stats = reduced_moments_across(x, axes, axis_name=axis_name,
                                  axis_index_groups=axis_index_groups, mask=mask,
                                  use_fast_variance=use_fast_variance,
                                  channel_groups=channel_groups)
-  return tuple(v.reshape(out_shape) for v in stats)
+  return Moments(*(v.reshape(out_shape) for v in stats))
 
 
 def moments(x: Array, reduction_axes: int | Sequence[int], *, axis_name: Any = None,

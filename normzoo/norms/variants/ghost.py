@@ -103,7 +103,7 @@ def ghost_batch_norm(x: Array, scale: Array | None = None, bias: Array | None = 
   ghost_features = tuple(a + 1 for a in feature_axes)
   spec = StatSpec(stat_axes, float(epsilon), None, None, bool(use_fast_variance),
                   output_dtype(dtype, x, scale, bias))
-  yg, g_mean, g_var, g_count = normalize_with_batch_stats(
+  yg, (g_mean, g_var, g_count) = normalize_with_batch_stats(
       xg, broadcast_param(scale, xg.ndim, ghost_features),
       broadcast_param(bias, xg.ndim, ghost_features), maskg, spec)
   y = yg.reshape(x.shape)

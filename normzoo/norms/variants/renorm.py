@@ -131,7 +131,7 @@ def batch_renorm(x: Array, scale: Array | None, bias: Array | None, mean: Array,
   b = d if scale_b is None else d * scale_b.astype(dtype_s)
   if bias_b is not None:
     b = b + bias_b.astype(dtype_s)
-  y, batch_mean, batch_var, _ = normalize_with_batch_stats(x, a, b, mask,
+  y, (batch_mean, batch_var, _) = normalize_with_batch_stats(x, a, b, mask,
                                                            spec._replace(out_dtype=out_dtype))
   new_mean = update_running(mean, jnp.squeeze(batch_mean, reduction_axes), momentum)
   new_var = update_running(var, jnp.squeeze(batch_var, reduction_axes), momentum)
