@@ -17,8 +17,8 @@ from flax.nnx.nn import dtypes
 
 Array = jax.Array
 
-__all__ = ["BatchStatsMode", "check_promote_dtype", "feature_param", "running_stat", "value_of",
-           "write_running"]
+__all__ = ["BatchStatsMode", "check_promote_dtype", "feature_param", "keep_arguments",
+           "running_stat", "value_of", "write_running"]
 
 
 def feature_param(enabled: bool, init: Any, rngs: nnx.Rngs | None, shape: tuple[int, ...],
@@ -34,6 +34,12 @@ def feature_param(enabled: bool, init: Any, rngs: nnx.Rngs | None, shape: tuple[
   if rngs is None:
     raise ValueError("rngs is required to initialize parameters: pass rngs=nnx.Rngs(0)")
   return nnx.Param(init(rngs.params(), shape, param_dtype), **dict(metadata or {}))
+
+
+def keep_arguments(module: nnx.Module, arguments: Mapping[str, Any], *names: str) -> None:
+  """Stores constructor arguments (``locals()``) as attributes of the same names, as flax.nnx does."""
+  for name in names:
+    setattr(module, name, arguments[name])
 
 
 def value_of(variable: Any) -> Array | None:

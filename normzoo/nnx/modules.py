@@ -24,8 +24,8 @@ from flax.nnx.nn import initializers
 
 from normzoo.norms import _checks, functional, pallas_rows
 from normzoo.norms.variants import rms_norm
-from normzoo.nnx._base import (BatchStatsMode, check_promote_dtype, feature_param, running_stat,
-                               value_of, write_running)
+from normzoo.nnx._base import (BatchStatsMode, check_promote_dtype, feature_param,
+                               keep_arguments, running_stat, value_of, write_running)
 
 Array = jax.Array
 Axes = Any
@@ -63,21 +63,10 @@ class BatchNorm(BatchStatsMode, nnx.Module):
     self.step = running_stat((), 0.0) if zero_debias else nnx.data(None)
     self.scale = feature_param(use_scale, scale_init, rngs, shape, param_dtype, scale_metadata)
     self.bias = feature_param(use_bias, bias_init, rngs, shape, param_dtype, bias_metadata)
-    self.num_features = num_features
-    self.use_running_average = use_running_average
-    self.axis = axis
-    self.momentum = momentum
-    self.epsilon = epsilon
-    self.dtype = dtype
-    self.param_dtype = param_dtype
-    self.use_bias = use_bias
-    self.use_scale = use_scale
-    self.axis_name = axis_name
-    self.axis_index_groups = axis_index_groups
-    self.use_fast_variance = use_fast_variance
-    self.promote_dtype = promote_dtype
-    self.unbiased_running_var = unbiased_running_var
-    self.zero_debias = zero_debias
+    keep_arguments(self, locals(), "num_features", "use_running_average", "axis", "momentum",
+                   "epsilon", "dtype", "param_dtype", "use_bias", "use_scale", "axis_name",
+                   "axis_index_groups", "use_fast_variance", "promote_dtype",
+                   "unbiased_running_var", "zero_debias")
 
   def __call__(self, x: Array, use_running_average: bool | None = None, *,
                mask: Array | None = None) -> Array:
@@ -120,19 +109,9 @@ class LayerNorm(nnx.Module):
     shape = (num_features,)
     self.scale = feature_param(use_scale, scale_init, rngs, shape, param_dtype, scale_metadata)
     self.bias = feature_param(use_bias, bias_init, rngs, shape, param_dtype, bias_metadata)
-    self.num_features = num_features
-    self.epsilon = epsilon
-    self.dtype = dtype
-    self.param_dtype = param_dtype
-    self.use_bias = use_bias
-    self.use_scale = use_scale
-    self.reduction_axes = reduction_axes
-    self.feature_axes = feature_axes
-    self.axis_name = axis_name
-    self.axis_index_groups = axis_index_groups
-    self.use_fast_variance = use_fast_variance
-    self.promote_dtype = promote_dtype
-    self.implementation = implementation
+    keep_arguments(self, locals(), "num_features", "epsilon", "dtype", "param_dtype", "use_bias",
+                   "use_scale", "reduction_axes", "feature_axes", "axis_name", "axis_index_groups",
+                   "use_fast_variance", "promote_dtype", "implementation")
 
   def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
     scale, bias = value_of(self.scale), value_of(self.bias)
@@ -169,17 +148,9 @@ class GroupNorm(nnx.Module):
     shape = (num_features,)
     self.scale = feature_param(use_scale, scale_init, rngs, shape, param_dtype, scale_metadata)
     self.bias = feature_param(use_bias, bias_init, rngs, shape, param_dtype, bias_metadata)
-    self.num_features = num_features
-    self.epsilon = epsilon
-    self.dtype = dtype
-    self.param_dtype = param_dtype
-    self.use_bias = use_bias
-    self.use_scale = use_scale
-    self.reduction_axes = reduction_axes
-    self.axis_name = axis_name
-    self.axis_index_groups = axis_index_groups
-    self.use_fast_variance = use_fast_variance
-    self.promote_dtype = promote_dtype
+    keep_arguments(self, locals(), "num_features", "epsilon", "dtype", "param_dtype", "use_bias",
+                   "use_scale", "reduction_axes", "axis_name", "axis_index_groups",
+                   "use_fast_variance", "promote_dtype")
 
   def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
     return functional.group_norm(
@@ -205,17 +176,9 @@ class InstanceNorm(nnx.Module):
     shape = (num_features,)
     self.scale = feature_param(use_scale, scale_init, rngs, shape, param_dtype, scale_metadata)
     self.bias = feature_param(use_bias, bias_init, rngs, shape, param_dtype, bias_metadata)
-    self.num_features = num_features
-    self.epsilon = epsilon
-    self.dtype = dtype
-    self.param_dtype = param_dtype
-    self.use_bias = use_bias
-    self.use_scale = use_scale
-    self.feature_axes = feature_axes
-    self.axis_name = axis_name
-    self.axis_index_groups = axis_index_groups
-    self.use_fast_variance = use_fast_variance
-    self.promote_dtype = promote_dtype
+    keep_arguments(self, locals(), "num_features", "epsilon", "dtype", "param_dtype", "use_bias",
+                   "use_scale", "feature_axes", "axis_name", "axis_index_groups",
+                   "use_fast_variance", "promote_dtype")
 
   def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
     return functional.instance_norm(
@@ -238,18 +201,9 @@ class RMSNorm(nnx.Module):
     _checks.check_epsilon(epsilon)
     self.scale = feature_param(use_scale, scale_init, rngs, (num_features,), param_dtype,
                                scale_metadata)
-    self.num_features = num_features
-    self.epsilon = epsilon
-    self.dtype = dtype
-    self.param_dtype = param_dtype
-    self.use_scale = use_scale
-    self.reduction_axes = reduction_axes
-    self.feature_axes = feature_axes
-    self.axis_name = axis_name
-    self.axis_index_groups = axis_index_groups
-    self.use_fast_variance = use_fast_variance
-    self.promote_dtype = promote_dtype
-    self.implementation = implementation
+    keep_arguments(self, locals(), "num_features", "epsilon", "dtype", "param_dtype", "use_scale",
+                   "reduction_axes", "feature_axes", "axis_name", "axis_index_groups",
+                   "use_fast_variance", "promote_dtype", "implementation")
 
   def __call__(self, x: Array, mask: Array | None = None) -> Array:
     scale = value_of(self.scale)

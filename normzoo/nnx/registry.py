@@ -17,25 +17,40 @@ from normzoo.nnx import modules, variants
 
 NnxConstructor = Callable[..., nnx.Module]
 
-NORMS: dict[str, NnxConstructor] = {
-    "batch": modules.BatchNorm,
-    # As in the linen registry: per example over every non-batch axis.
-    "layer": functools.partial(modules.LayerNorm, reduction_axes=None),
-    "group": modules.GroupNorm,
-    "instance": modules.InstanceNorm,
-    "none": modules.Identity,
-    "batch_renorm": variants.BatchRenorm,
-    "ghost_batch": variants.GhostBatchNorm,
-    "frn": variants.FilterResponseNorm,
-    "evonorm_b0": variants.EvoNormB0,
-    "evonorm_s0": variants.EvoNormS0,
-    "rms": modules.RMSNorm,
-    "switchable": variants.SwitchableNorm,
-    "batch_frozen": variants.FrozenBatchNorm,
-}
+# The nnx class of each linen class, by class name (the two APIs use the same names).
+_NNX_CLASSES: dict[str, type] = {
+    cls.__name__: cls for cls in (
+        modules.BatchNorm, modules.LayerNorm, modules.GroupNorm, modules.InstanceNorm,
+        modules.RMSNorm, modules.Identity, variants.BatchRenorm, variants.GhostBatchNorm,
+        variants.FilterResponseNorm, variants.EvoNormB0, variants.EvoNormS0,
+        variants.SwitchableNorm, variants.FrozenBatchNorm)}
 
-__all__ = ["NORMS", "available_norms", "constructor_arguments", "get_norm", "register_norm",
-           "uses_batch_statistics"]
+
+def nnx_counterpart(constructor: Callable[..., Any]) -> NnxConstructor:
+  """The nnx form of a linen registry entry: same class name, same bound keyword arguments.
+
+  Raises:
+    ValueError: the linen class has no nnx form in normzoo.
+  """
+  keywords: dict[str, Any] = {}
+  target = constructor
+  while isinstance(target, functools.partial):
+    keywords = {**target.keywords, **keywords}
+    target = target.func
+  name = getattr(target, "__name__", repr(target))
+  if name not in _NNX_CLASSES:
+    raise ValueError(f"{name} has no flax.nnx form in normzoo.nnx; register one with "
+                     f"normzoo.nnx.register_norm(name, constructor)")
+  cls = _NNX_CLASSES[name]
+  return functools.partial(cls, **keywords) if keywords else cls
+
+
+# Derived from the linen registry, so both hold the same names and arguments.
+NORMS: dict[str, NnxConstructor] = {
+    name: nnx_counterpart(constructor) for name, constructor in linen_registry.NORMS.items()}
+
+__all__ = ["NORMS", "available_norms", "constructor_arguments", "get_norm", "nnx_counterpart",
+           "register_norm", "uses_batch_statistics"]
 
 
 def available_norms() -> list[str]:

@@ -7,7 +7,6 @@ the linen modules, constructor arguments in flax.nnx's style
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -20,8 +19,8 @@ from normzoo.norms import _checks, functional
 from normzoo.norms.variants import (batch_renorm, evonorm_b0, evonorm_s0, filter_response_norm,
                                     ghost_batch_norm, renorm_limits, switchable_norm)
 from normzoo.norms.variants.renorm import check_limits
-from normzoo.nnx._base import (BatchStatsMode, feature_param, running_stat, value_of,
-                               write_running)
+from normzoo.nnx._base import (BatchStatsMode, feature_param, keep_arguments, running_stat,
+                               value_of, write_running)
 from normzoo.nnx.modules import BatchNorm
 
 Array = jax.Array
@@ -31,12 +30,6 @@ __all__ = ["BatchRenorm", "EvoNormB0", "EvoNormS0", "FilterResponseNorm", "Froze
 
 _ZEROS = initializers.zeros_init()
 _ONES = initializers.ones_init()
-
-
-def _keep(module: nnx.Module, arguments: Mapping[str, Any], *names: str) -> None:
-  """Stores constructor arguments as attributes, as flax.nnx modules do."""
-  for name in names:
-    setattr(module, name, arguments[name])
 
 
 _BATCH_ATTRIBUTES = ("num_features", "use_running_average", "momentum", "epsilon", "dtype",
@@ -69,7 +62,7 @@ class BatchRenorm(BatchStatsMode, nnx.Module):
     self.step = running_stat((), 0.0) if scheduled else nnx.data(None)
     self.scale = feature_param(use_scale, scale_init, rngs, shape, param_dtype)
     self.bias = feature_param(use_bias, bias_init, rngs, shape, param_dtype)
-    _keep(self, locals(), *_BATCH_ATTRIBUTES, "axis", "r_max", "d_max", "warmup_steps",
+    keep_arguments(self, locals(), *_BATCH_ATTRIBUTES, "axis", "r_max", "d_max", "warmup_steps",
           "warmup_delay")
 
   def __call__(self, x: Array, use_running_average: bool | None = None, *,
@@ -110,7 +103,7 @@ class GhostBatchNorm(BatchStatsMode, nnx.Module):
     self.var = running_stat(shape, 1.0)
     self.scale = feature_param(use_scale, scale_init, rngs, shape, param_dtype)
     self.bias = feature_param(use_bias, bias_init, rngs, shape, param_dtype)
-    _keep(self, locals(), *_BATCH_ATTRIBUTES, "axis", "virtual_batch_size")
+    keep_arguments(self, locals(), *_BATCH_ATTRIBUTES, "axis", "virtual_batch_size")
 
   def __call__(self, x: Array, use_running_average: bool | None = None, *,
                mask: Array | None = None) -> Array:
@@ -142,7 +135,7 @@ class FilterResponseNorm(nnx.Module):
     self.tau = feature_param(use_tlu, tau_init, rngs, shape, param_dtype)
     self.eps = feature_param(learned_epsilon, initializers.constant(learned_epsilon_init), rngs,
                              (), param_dtype)
-    _keep(self, locals(), "num_features", "epsilon", "dtype", "param_dtype", "use_bias",
+    keep_arguments(self, locals(), "num_features", "epsilon", "dtype", "param_dtype", "use_bias",
           "use_scale", "use_tlu", "learned_epsilon", "learned_epsilon_init")
 
   def __call__(self, x: Array) -> Array:
@@ -167,7 +160,7 @@ class EvoNormB0(BatchStatsMode, nnx.Module):
     self.scale = feature_param(use_scale, scale_init, rngs, shape, param_dtype)
     self.bias = feature_param(use_bias, bias_init, rngs, shape, param_dtype)
     self.v1 = feature_param(True, v1_init, rngs, shape, param_dtype)
-    _keep(self, locals(), *_BATCH_ATTRIBUTES)
+    keep_arguments(self, locals(), *_BATCH_ATTRIBUTES)
 
   def __call__(self, x: Array, use_running_average: bool | None = None, *,
                mask: Array | None = None) -> Array:
@@ -196,7 +189,7 @@ class EvoNormS0(nnx.Module):
     self.scale = feature_param(use_scale, scale_init, rngs, shape, param_dtype)
     self.bias = feature_param(use_bias, bias_init, rngs, shape, param_dtype)
     self.v1 = feature_param(True, v1_init, rngs, shape, param_dtype)
-    _keep(self, locals(), "num_features", "num_groups", "group_size", "epsilon", "dtype",
+    keep_arguments(self, locals(), "num_features", "num_groups", "group_size", "epsilon", "dtype",
           "param_dtype", "use_bias", "use_scale", "use_fast_variance")
 
   def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
@@ -224,7 +217,7 @@ class SwitchableNorm(BatchStatsMode, nnx.Module):
     self.bias = feature_param(use_bias, bias_init, rngs, shape, param_dtype)
     self.mean_weight = feature_param(True, weight_init, rngs, (3,), param_dtype)
     self.var_weight = feature_param(True, weight_init, rngs, (3,), param_dtype)
-    _keep(self, locals(), *_BATCH_ATTRIBUTES)
+    keep_arguments(self, locals(), *_BATCH_ATTRIBUTES)
 
   def __call__(self, x: Array, use_running_average: bool | None = None, *,
                mask: Array | None = None) -> Array:

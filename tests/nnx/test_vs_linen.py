@@ -79,3 +79,12 @@ def test_nnx_matches_linen(name, dtype, masked):
     assert_trees_close(nnx_stats(module), dict(updates.get("batch_stats", {})),
                        what=f"{name} stats {mode}", **tol)
     variables = {**variables, **updates}
+
+
+def test_nnx_registry_derives_each_entry_from_the_linen_one():
+  import flax.linen as nn
+  from normzoo.nnx import registry as nnx_registry
+  layer = nnx_registry.NORMS["layer"]
+  assert layer.func is znnx.LayerNorm and layer.keywords == {"reduction_axes": None}
+  with pytest.raises(ValueError, match="Dense has no flax.nnx form in normzoo.nnx"):
+    nnx_registry.nnx_counterpart(nn.Dense)
