@@ -84,6 +84,14 @@ class BatchStatsMode:
           f"model.train() / model.eval()")
     return bool(value)
 
+  def _write_batch_stats(self, **values: Array) -> None:
+    """Writes updated running statistics (``mean=..., var=...``); advances ``step`` if kept."""
+    for name, value in values.items():
+      write_running(getattr(self, name), value)
+    step = getattr(self, "step", None)
+    if step is not None:
+      step[...] = step[...] + 1.0
+
 
 def running_stat(shape: tuple[int, ...], fill: float) -> nnx.BatchStat:
   """A float32 ``nnx.BatchStat`` (running statistics are float32 whatever ``param_dtype``)."""

@@ -25,7 +25,7 @@ from flax.nnx.nn import initializers
 from normzoo.norms import _checks, functional, pallas_rows
 from normzoo.norms.variants import rms_norm
 from normzoo.nnx._base import (BatchStatsMode, check_promote_dtype, feature_param,
-                               keep_arguments, running_stat, value_of, write_running)
+                               keep_arguments, running_stat, value_of)
 
 Array = jax.Array
 Axes = Any
@@ -80,10 +80,7 @@ class BatchNorm(BatchStatsMode, nnx.Module):
         unbiased_running_var=self.unbiased_running_var, dtype=self.dtype,
         zero_debias=self.zero_debias, step=value_of(self.step))
     if not use_running_average:
-      write_running(self.mean, mean)
-      write_running(self.var, var)
-      if self.step is not None:
-        self.step[...] = self.step[...] + 1.0
+      self._write_batch_stats(mean=mean, var=var)
     return y
 
 

@@ -20,7 +20,7 @@ from normzoo.norms.variants import (batch_renorm, evonorm_b0, evonorm_s0, filter
                                     ghost_batch_norm, renorm_limits, switchable_norm)
 from normzoo.norms.variants.renorm import check_limits
 from normzoo.nnx._base import (BatchStatsMode, feature_param, keep_arguments, running_stat,
-                               value_of, write_running)
+                               value_of)
 from normzoo.nnx.modules import BatchNorm
 
 Array = jax.Array
@@ -79,10 +79,7 @@ class BatchRenorm(BatchStatsMode, nnx.Module):
         axis_index_groups=self.axis_index_groups, mask=mask,
         use_fast_variance=self.use_fast_variance, dtype=self.dtype)
     if not use_running_average:
-      write_running(self.mean, mean)
-      write_running(self.var, var)
-      if self.step is not None:
-        self.step[...] = self.step[...] + 1.0
+      self._write_batch_stats(mean=mean, var=var)
     return y
 
 
@@ -115,8 +112,7 @@ class GhostBatchNorm(BatchStatsMode, nnx.Module):
         axis_index_groups=self.axis_index_groups, mask=mask,
         use_fast_variance=self.use_fast_variance, dtype=self.dtype)
     if not use_running_average:
-      write_running(self.mean, mean)
-      write_running(self.var, var)
+      self._write_batch_stats(mean=mean, var=var)
     return y
 
 
@@ -171,7 +167,7 @@ class EvoNormB0(BatchStatsMode, nnx.Module):
                         axis_index_groups=self.axis_index_groups, mask=mask,
                         use_fast_variance=self.use_fast_variance, dtype=self.dtype)
     if not use_running_average:
-      write_running(self.var, var)
+      self._write_batch_stats(var=var)
     return y
 
 
@@ -229,8 +225,7 @@ class SwitchableNorm(BatchStatsMode, nnx.Module):
         axis_name=self.axis_name, axis_index_groups=self.axis_index_groups, mask=mask,
         use_fast_variance=self.use_fast_variance, dtype=self.dtype)
     if not use_running_average:
-      write_running(self.mean, mean)
-      write_running(self.var, var)
+      self._write_batch_stats(mean=mean, var=var)
     return y
 
 
