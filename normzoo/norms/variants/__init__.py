@@ -1,4 +1,4 @@
-"""Research variants of normalization: each a pure function plus a linen module.
+"""Research variants of normalization: pure functions here, linen modules in ``modules``.
 
 ========================= ====================== ===================================
 module                    registry name          paper
@@ -11,15 +11,21 @@ RMSNorm                   ``rms``                Zhang & Sennrich, 2019
 SwitchableNorm            ``switchable``         Luo et al., 2019
 FrozenBatchNorm           ``batch_frozen``       (fine-tuning practice)
 ========================= ====================== ===================================
+
+The function files (``renorm``, ``ghost``, ``frn``, ``evonorm``, ``rms``,
+``switchable``) import no flax; ``modules`` holds the flax.linen classes and
+:mod:`normzoo.nnx.variants` the flax.nnx ones.
 """
 
-from normzoo.norms.variants.evonorm import EvoNormB0, EvoNormS0, evonorm_b0, evonorm_s0
-from normzoo.norms.variants.frn import FilterResponseNorm, filter_response_norm
-from normzoo.norms.variants.frozen import FrozenBatchNorm
-from normzoo.norms.variants.ghost import GhostBatchNorm, ghost_batch_norm
-from normzoo.norms.variants.renorm import BatchRenorm, batch_renorm, renorm_limits
-from normzoo.norms.variants.rms import RMSNorm, rms_norm
-from normzoo.norms.variants.switchable import SwitchableNorm, switchable_norm
+from normzoo.norms.variants.evonorm import evonorm_b0, evonorm_s0
+from normzoo.norms.variants.frn import filter_response_norm
+from normzoo.norms.variants.ghost import ghost_batch_norm
+from normzoo.norms.variants.modules import (BatchRenorm, EvoNormB0, EvoNormS0,
+                                            FilterResponseNorm, FrozenBatchNorm, GhostBatchNorm,
+                                            RMSNorm, SwitchableNorm)
+from normzoo.norms.variants.renorm import batch_renorm, renorm_limits
+from normzoo.norms.variants.rms import rms_norm
+from normzoo.norms.variants.switchable import switchable_norm
 
 __all__ = [
     "BatchRenorm", "EvoNormB0", "EvoNormS0", "FilterResponseNorm", "FrozenBatchNorm",

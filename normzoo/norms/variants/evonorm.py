@@ -30,27 +30,22 @@ import functools
 import math
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax.linen import initializers
 from jax import lax
 
 from normzoo.norms import _checks
 from normzoo.norms.functional import resolve_num_groups
-from normzoo.norms.linen_support import axis_name_unless_init, require_batch_stats
 from normzoo.norms.normalize import (StatSpec, cast_params_to_varying, hashable_groups,
                                      output_dtype, varying_axes)
-from normzoo.norms.precise import record_batch_moments
 from normzoo.norms.stats import (combine_across_devices, group_sum, local_moments,
                                  moments_keepdims, stat_dtype, variance_method)
 from normzoo.norms._checks import check_not_single_value
-from normzoo.norms.linen_support import channel_param
 from normzoo.norms.variants._common import spatial_axes, update_running
 
 Array = jax.Array
 
-__all__ = ["EvoNormB0", "EvoNormS0", "evonorm_b0", "evonorm_s0"]
+__all__ = ["evonorm_b0", "evonorm_s0"]
 
 
 def evonorm_b0(x: Array, scale: Array | None, bias: Array | None, v1: Array, var: Array, *,
@@ -264,77 +259,3 @@ def _s0_backward(spec: _S0Spec, residuals, dy):
 
 
 _evonorm_s0.defvjp(_s0_forward, _s0_backward)
-
-
-class EvoNormB0(nn.Module):
-  """EvoNorm-B0 (Liu et al., 2020): batch-dependent; running ``batch_stats['var']`` (C,).
-
-  Params ``scale``, ``bias``, ``v1`` (C,); ``x`` (N, ..., C) with at least
-  one spatial axis -> same shape.
-  """
-  use_running_average: bool | None = None
-  momentum: float = 0.99
-  epsilon: float = 1e-5
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-  use_bias: bool = True
-  use_scale: bool = True
-  bias_init: Any = initializers.zeros
-  scale_init: Any = initializers.ones
-  v1_init: Any = initializers.ones
-  axis_name: str | None = None
-  axis_index_groups: Any = None
-  use_fast_variance: bool = True
-
-  @nn.compact
-  def __call__(self, x: Array, use_running_average: bool | None = None, *,
-               mask: Array | None = None) -> Array:
-    use_running_average = nn.merge_param("use_running_average", self.use_running_average,
-                                         use_running_average)
-    axes = spatial_axes(x, "EvoNormB0")
-    c = x.shape[-1]
-    require_batch_stats(self, train=not use_running_average, variable="var")
-    ra_var = self.variable("batch_stats", "var", jnp.ones, (c,), jnp.float32)
-    scale = channel_param(self, "scale", self.scale_init, c) if self.use_scale else None
-    bias = channel_param(self, "bias", self.bias_init, c) if self.use_bias else None
-    v1 = channel_param(self, "v1", self.v1_init, c)
-    axis_name = axis_name_unless_init(self)
-    y, var = evonorm_b0(x, scale, bias, v1, ra_var.value, use_running_average=use_running_average,
-                        momentum=self.momentum, epsilon=self.epsilon, axis_name=axis_name,
-                        axis_index_groups=self.axis_index_groups, mask=mask,
-                        use_fast_variance=self.use_fast_variance, dtype=self.dtype)
-    if not use_running_average and not self.is_initializing():
-      ra_var.value = var
-      record_batch_moments(self, x, (0,) + axes, axis_name=axis_name,
-                           axis_index_groups=self.axis_index_groups, mask=mask)
-    return y
-
-
-class EvoNormS0(nn.Module):
-  """EvoNorm-S0 (Liu et al., 2020): per-example, group variance (32 groups by default).
-
-  Params ``scale``, ``bias``, ``v1`` (C,); ``x`` (N, ..., C) -> same shape.
-  Exactly one of ``num_groups`` / ``group_size`` (as in GroupNorm).
-  """
-  num_groups: int | None = 32
-  group_size: int | None = None
-  epsilon: float = 1e-5
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-  use_bias: bool = True
-  use_scale: bool = True
-  bias_init: Any = initializers.zeros
-  scale_init: Any = initializers.ones
-  v1_init: Any = initializers.ones
-  use_fast_variance: bool = True
-
-  @nn.compact
-  def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
-    c = x.shape[-1]
-    resolve_num_groups(c, self.num_groups, self.group_size)
-    scale = channel_param(self, "scale", self.scale_init, c) if self.use_scale else None
-    bias = channel_param(self, "bias", self.bias_init, c) if self.use_bias else None
-    v1 = channel_param(self, "v1", self.v1_init, c)
-    return evonorm_s0(x, scale, bias, v1, num_groups=self.num_groups, group_size=self.group_size,
-                      epsilon=self.epsilon, mask=mask, use_fast_variance=self.use_fast_variance,
-                      dtype=self.dtype)

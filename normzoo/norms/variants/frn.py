@@ -26,20 +26,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax.linen import initializers
 
 from normzoo.norms import _checks
 from normzoo.norms.normalize import output_dtype
 from normzoo.norms.stats import stat_dtype
-from normzoo.norms.linen_support import channel_param
 from normzoo.norms.variants.rms import rms_norm, scaled_inverse_rms
 
 Array = jax.Array
 
-__all__ = ["FilterResponseNorm", "filter_response_norm"]
+__all__ = ["filter_response_norm"]
 
 
 def filter_response_norm(x: Array, scale: Array | None = None, bias: Array | None = None,
@@ -76,44 +73,3 @@ def filter_response_norm(x: Array, scale: Array | None = None, bias: Array | Non
     tau_y = tau.astype(y.dtype)
     y = jnp.where(y > tau_y, y, tau_y)
   return y.astype(output_dtype(dtype, x, scale, bias, tau))
-
-
-class FilterResponseNorm(nn.Module):
-  """FRN + TLU (Singh & Krishnan, 2019); per-example, no batch statistics.
-
-  Attributes:
-    epsilon: the fixed part of epsilon (paper: 1e-6).
-    use_tlu: apply the thresholded linear unit ``max(y, tau)`` (param ``tau``).
-    learned_epsilon: add ``|eps|`` with a learned scalar param ``eps``
-      (initialized to ``learned_epsilon_init``); required for (N, C) input.
-
-  Shapes: ``x`` (N, ..., C) -> same shape; ``scale``, ``bias``, ``tau`` (C,).
-  """
-  epsilon: float = 1e-6
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-  use_bias: bool = True
-  use_scale: bool = True
-  use_tlu: bool = True
-  learned_epsilon: bool = False
-  learned_epsilon_init: float = 1e-4
-  bias_init: Any = initializers.zeros
-  scale_init: Any = initializers.ones
-  tau_init: Any = initializers.zeros
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    if x.ndim == 2 and not self.learned_epsilon:
-      raise ValueError(
-          f"FilterResponseNorm on (N, C) input (shape {tuple(x.shape)}) normalizes each value by "
-          f"itself (output ~ scale * sign(x) + bias); the paper's remedy is a learned epsilon: "
-          f"pass learned_epsilon=True (get_norm('frn', learned_epsilon=True)), or use another "
-          f"norm for dense layers")
-    c = x.shape[-1]
-    scale = channel_param(self, "scale", self.scale_init, c) if self.use_scale else None
-    bias = channel_param(self, "bias", self.bias_init, c) if self.use_bias else None
-    tau = channel_param(self, "tau", self.tau_init, c) if self.use_tlu else None
-    eps = (self.param("eps", initializers.constant(self.learned_epsilon_init), (),
-                      self.param_dtype) if self.learned_epsilon else None)
-    return filter_response_norm(x, scale, bias, tau, epsilon=self.epsilon, learned_epsilon=eps,
-                                dtype=self.dtype)

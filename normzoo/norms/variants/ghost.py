@@ -29,25 +29,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax.linen import initializers
 from jax import lax
 
 from normzoo.norms import _checks, functional
-from normzoo.norms.linen_support import axis_name_unless_init, feature_params, require_batch_stats
 from normzoo.norms.normalize import (StatSpec, hashable_groups, normalize_with_batch_stats,
                                      output_dtype)
-from normzoo.norms.precise import record_batch_moments
 from normzoo.norms.functional import broadcast_param
 from normzoo.norms._checks import check_not_single_value
 from normzoo.norms.variants._common import per_channel_layout, update_running
 
 Array = jax.Array
 
-__all__ = ["GhostBatchNorm", "ghost_batch_norm"]
+__all__ = ["ghost_batch_norm"]
 
 
 def _check_virtual_batch(virtual_batch_size: int, batch: int, axis_name: Any) -> None:
@@ -119,50 +115,3 @@ def ghost_batch_norm(x: Array, scale: Array | None = None, bias: Array | None = 
   if mean is None or var is None:
     return y, batch_mean, batch_var
   return y, update_running(mean, batch_mean, momentum), update_running(var, batch_var, momentum)
-
-
-class GhostBatchNorm(nn.Module):
-  """Ghost batch norm (Hoffer et al., 2017); fields and variables of :class:`normzoo.BatchNorm`.
-
-  Attributes (besides BatchNorm's):
-    virtual_batch_size: examples per virtual batch; must divide the
-      (per-device) training batch. Evaluation has no such constraint.
-
-  Shapes: ``x`` (N, ..., C) -> same shape; ``scale``/``bias``/``mean``/``var`` (C,).
-  """
-  virtual_batch_size: int = 32
-  use_running_average: bool | None = None
-  axis: int = -1
-  momentum: float = 0.99
-  epsilon: float = 1e-5
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-  use_bias: bool = True
-  use_scale: bool = True
-  bias_init: Any = initializers.zeros
-  scale_init: Any = initializers.ones
-  axis_name: str | None = None
-  axis_index_groups: Any = None
-  use_fast_variance: bool = True
-
-  @nn.compact
-  def __call__(self, x: Array, use_running_average: bool | None = None, *,
-               mask: Array | None = None) -> Array:
-    use_running_average = nn.merge_param("use_running_average", self.use_running_average,
-                                         use_running_average)
-    _, reduction_axes, feature_shape = per_channel_layout(x, self.axis)
-    require_batch_stats(self, train=not use_running_average)
-    ra_mean = self.variable("batch_stats", "mean", jnp.zeros, feature_shape, jnp.float32)
-    ra_var = self.variable("batch_stats", "var", jnp.ones, feature_shape, jnp.float32)
-    scale, bias = feature_params(self, feature_shape)
-    axis_name = axis_name_unless_init(self)
-    y, mean, var = ghost_batch_norm(
-        x, scale, bias, ra_mean.value, ra_var.value, virtual_batch_size=self.virtual_batch_size,
-        use_running_average=use_running_average, axis=self.axis, momentum=self.momentum,
-        epsilon=self.epsilon, axis_name=axis_name, axis_index_groups=self.axis_index_groups,
-        mask=mask, use_fast_variance=self.use_fast_variance, dtype=self.dtype)
-    if not use_running_average and not self.is_initializing():
-      ra_mean.value, ra_var.value = mean, var
-      record_batch_moments(self, x, reduction_axes, axis_name=axis_name,
-                           axis_index_groups=self.axis_index_groups, mask=mask)
-    return y

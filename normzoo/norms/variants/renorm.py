@@ -28,17 +28,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax.linen import initializers
 from jax import lax
 
 from normzoo.norms import _checks, functional
-from normzoo.norms.linen_support import axis_name_unless_init, feature_params, require_batch_stats
 from normzoo.norms.normalize import (StatSpec, hashable_groups, normalize_with_batch_stats,
                                      output_dtype)
-from normzoo.norms.precise import record_batch_moments
 from normzoo.norms.stats import moments_keepdims, stat_dtype
 from normzoo.norms.functional import broadcast_param
 from normzoo.norms._checks import check_not_single_value
@@ -46,7 +42,7 @@ from normzoo.norms.variants._common import per_channel_layout, update_running
 
 Array = jax.Array
 
-__all__ = ["BatchRenorm", "batch_renorm", "renorm_limits"]
+__all__ = ["batch_renorm", "renorm_limits"]
 
 
 def renorm_limits(step: Array | float, r_max: float, d_max: float, warmup_steps: int = 0,
@@ -136,66 +132,3 @@ def batch_renorm(x: Array, scale: Array | None, bias: Array | None, mean: Array,
   new_mean = update_running(mean, jnp.squeeze(batch_mean, reduction_axes), momentum)
   new_var = update_running(var, jnp.squeeze(batch_var, reduction_axes), momentum)
   return y, new_mean, new_var
-
-
-class BatchRenorm(nn.Module):
-  """Batch renormalization (Ioffe, 2017); fields and variables of :class:`normzoo.BatchNorm`.
-
-  Attributes (besides BatchNorm's):
-    r_max, d_max: target clipping limits (paper: 3 and 5).
-    warmup_steps, warmup_delay: linear schedule of the limits from 1 / 0
-      (:func:`renorm_limits`); if either is > 0 a float32 training-step
-      counter ``batch_stats['step']`` is kept.
-
-  Shapes: ``x`` (N, ..., C) (any ``axis``) -> same shape; ``params``
-  ``scale``/``bias`` and ``batch_stats`` ``mean``/``var`` of shape (C,).
-  """
-  use_running_average: bool | None = None
-  axis: int = -1
-  momentum: float = 0.99
-  epsilon: float = 1e-5
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-  use_bias: bool = True
-  use_scale: bool = True
-  bias_init: Any = initializers.zeros
-  scale_init: Any = initializers.ones
-  axis_name: str | None = None
-  axis_index_groups: Any = None
-  use_fast_variance: bool = True
-  r_max: float = 3.0
-  d_max: float = 5.0
-  warmup_steps: int = 0
-  warmup_delay: int = 0
-
-  @nn.compact
-  def __call__(self, x: Array, use_running_average: bool | None = None, *,
-               mask: Array | None = None) -> Array:
-    use_running_average = nn.merge_param("use_running_average", self.use_running_average,
-                                         use_running_average)
-    check_limits(self.r_max, self.d_max)
-    feature_axes, reduction_axes, feature_shape = per_channel_layout(x, self.axis)
-    require_batch_stats(self, train=not use_running_average)
-    ra_mean = self.variable("batch_stats", "mean", jnp.zeros, feature_shape, jnp.float32)
-    ra_var = self.variable("batch_stats", "var", jnp.ones, feature_shape, jnp.float32)
-    scheduled = self.warmup_steps > 0 or self.warmup_delay > 0
-    # float32: the trainer pmeans every batch_stats leaf (exact up to 2^24 steps).
-    step = self.variable("batch_stats", "step", jnp.zeros, (), jnp.float32) if scheduled else None
-    r_max, d_max = self.r_max, self.d_max
-    if step is not None:
-      r_max, d_max = renorm_limits(step.value, self.r_max, self.d_max, self.warmup_steps,
-                                   self.warmup_delay)
-    scale, bias = feature_params(self, feature_shape)
-    axis_name = axis_name_unless_init(self)
-    y, mean, var = batch_renorm(
-        x, scale, bias, ra_mean.value, ra_var.value, r_max=r_max, d_max=d_max,
-        use_running_average=use_running_average, axis=self.axis, momentum=self.momentum,
-        epsilon=self.epsilon, axis_name=axis_name, axis_index_groups=self.axis_index_groups,
-        mask=mask, use_fast_variance=self.use_fast_variance, dtype=self.dtype)
-    if not use_running_average and not self.is_initializing():
-      ra_mean.value, ra_var.value = mean, var
-      if step is not None:
-        step.value = step.value + 1.0
-      record_batch_moments(self, x, reduction_axes, axis_name=axis_name,
-                           axis_index_groups=self.axis_index_groups, mask=mask)
-    return y

@@ -37,14 +37,11 @@ import functools
 import math
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax.linen import initializers
 from jax import lax
 
-from normzoo.norms import _checks, pallas_rows
-from normzoo.norms.linen_support import axis_name_unless_init
+from normzoo.norms import _checks
 from normzoo.norms.normalize import (cast_params_to_varying, fusion_barrier, hashable_groups,
                                      output_dtype, param_axes)
 from normzoo.norms.policy import current_policy
@@ -53,7 +50,7 @@ from normzoo.norms.functional import broadcast_param
 
 Array = jax.Array
 
-__all__ = ["RMSNorm", "rms_norm"]
+__all__ = ["rms_norm"]
 
 
 def _sum_of_squares(x: Array, mask: Array | None, axes: tuple[int, ...]) -> Array:
@@ -264,40 +261,3 @@ def rms_norm(x: Array, scale: Array | None = None, *, reduction_axes: Any = -1,
                               axis_index_groups=axis_index_groups)
   a = inv if scale_b is None else inv * scale_b.astype(inv.dtype)
   return ((x.astype(inv.dtype) * s) * a).astype(out_dtype)
-
-
-class RMSNorm(nn.Module):
-  """RMS normalization; drop-in for ``flax.linen.RMSNorm`` (Zhang & Sennrich, 2019).
-
-  ``reduction_axes=-1`` (the default, flax's) normalizes each position over
-  its channels. ``use_fast_variance`` and ``force_float32_reductions`` are
-  accepted for compatibility (the mean of squares needs no variance formula
-  and is always float32 or wider).
-  """
-  epsilon: float = 1e-6
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-  use_scale: bool = True
-  scale_init: Any = initializers.ones
-  reduction_axes: Any = -1
-  feature_axes: Any = -1
-  axis_name: str | None = None
-  axis_index_groups: Any = None
-  use_fast_variance: bool = True
-  force_float32_reductions: bool = True
-  # Ours: "pallas" runs normzoo.pallas_rms_norm, one Triton kernel each way
-  # (GPU; last axis only, no axis_name or mask).
-  implementation: str = "xla"
-
-  @nn.compact
-  def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
-    features = _checks.canonical_axes(self.feature_axes, x.ndim, "feature_axes", x.shape)
-    scale = (self.param("scale", self.scale_init, tuple(x.shape[a] for a in features),
-                        self.param_dtype) if self.use_scale else None)
-    if pallas_rows.check_implementation(self.implementation, x, self.reduction_axes,
-                                        self.feature_axes, self.axis_name, mask, "RMSNorm"):
-      return pallas_rows.pallas_rms_norm(x, scale, epsilon=self.epsilon, dtype=self.dtype)
-    return rms_norm(x, scale, reduction_axes=self.reduction_axes,
-                    feature_axes=self.feature_axes, epsilon=self.epsilon,
-                    axis_name=axis_name_unless_init(self),
-                    axis_index_groups=self.axis_index_groups, mask=mask, dtype=self.dtype)

@@ -26,22 +26,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax.linen import initializers
 
 from normzoo.norms import _checks
-from normzoo.norms.linen_support import axis_name_unless_init, feature_params, require_batch_stats
 from normzoo.norms.normalize import hashable_groups, normalize_with_stats, output_dtype
-from normzoo.norms.precise import record_batch_moments
 from normzoo.norms.stats import combine_across_devices, local_moments, variance_method
 from normzoo.norms.functional import broadcast_param
 from normzoo.norms.variants._common import spatial_axes, update_running
 
 Array = jax.Array
 
-__all__ = ["SwitchableNorm", "switchable_norm"]
+__all__ = ["switchable_norm"]
 
 
 def _merge(count: Array, mean: Array, m2: Array, axes: tuple[int, ...]
@@ -94,50 +90,3 @@ def switchable_norm(x: Array, scale: Array | None, bias: Array | None, mean_weig
                            broadcast_param(bias, x.ndim, (x.ndim - 1,)), epsilon,
                            output_dtype(dtype, x, scale, bias))
   return y, new_mean, new_var
-
-
-class SwitchableNorm(nn.Module):
-  """Switchable normalization (Luo et al., 2019): learned mix of IN, LN and BN statistics.
-
-  ``x`` (N, ..., C) with at least one spatial axis -> same shape. Params
-  ``scale``, ``bias`` (C,), ``mean_weight``, ``var_weight`` (3,);
-  ``batch_stats`` ``mean``, ``var`` (C,) for the BN part.
-  """
-  use_running_average: bool | None = None
-  momentum: float = 0.99
-  epsilon: float = 1e-5
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-  use_bias: bool = True
-  use_scale: bool = True
-  bias_init: Any = initializers.zeros
-  scale_init: Any = initializers.ones
-  weight_init: Any = initializers.ones
-  axis_name: str | None = None
-  axis_index_groups: Any = None
-  use_fast_variance: bool = True
-
-  @nn.compact
-  def __call__(self, x: Array, use_running_average: bool | None = None, *,
-               mask: Array | None = None) -> Array:
-    use_running_average = nn.merge_param("use_running_average", self.use_running_average,
-                                         use_running_average)
-    axes = spatial_axes(x, "SwitchableNorm")
-    c = x.shape[-1]
-    require_batch_stats(self, train=not use_running_average)
-    ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (c,), jnp.float32)
-    ra_var = self.variable("batch_stats", "var", jnp.ones, (c,), jnp.float32)
-    scale, bias = feature_params(self, (c,))
-    mean_weight = self.param("mean_weight", self.weight_init, (3,), self.param_dtype)
-    var_weight = self.param("var_weight", self.weight_init, (3,), self.param_dtype)
-    axis_name = axis_name_unless_init(self)
-    y, mean, var = switchable_norm(
-        x, scale, bias, mean_weight, var_weight, ra_mean.value, ra_var.value,
-        use_running_average=use_running_average, momentum=self.momentum, epsilon=self.epsilon,
-        axis_name=axis_name, axis_index_groups=self.axis_index_groups, mask=mask,
-        use_fast_variance=self.use_fast_variance, dtype=self.dtype)
-    if not use_running_average and not self.is_initializing():
-      ra_mean.value, ra_var.value = mean, var
-      record_batch_moments(self, x, (0,) + axes, axis_name=axis_name,
-                           axis_index_groups=self.axis_index_groups, mask=mask)
-    return y
