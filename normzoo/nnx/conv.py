@@ -12,7 +12,7 @@ from flax import nnx
 from jax import lax
 
 from normzoo.norms import registry
-from normzoo.norms.conv import standardize_kernel
+from normzoo.norms.weight_std import standardize_kernel
 
 Array = jax.Array
 

@@ -5,7 +5,7 @@
 
 from normzoo.norms import variants
 from normzoo.norms.conv import (CONVS, WeightStandardizedConv, available_convs, get_conv,
-                                standardize_kernel, weight_standardized_conv)
+                                weight_standardized_conv)
 from normzoo.norms.folding import fold_batch_norm
 from normzoo.norms.functional import batch_norm, group_norm, instance_norm, layer_norm
 from normzoo.norms.modules import BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm
@@ -16,6 +16,7 @@ from normzoo.norms.registry import (NORMS, available_norms, get_norm, register_n
                                     uses_batch_statistics)
 from normzoo.norms.stats import moments
 from normzoo.norms.variants import *  # noqa: F401,F403  (the research variants: variants.__all__)
+from normzoo.norms.weight_std import standardize_kernel
 
 __all__ = sorted([
     # core normalizers: functions and linen modules
