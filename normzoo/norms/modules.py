@@ -158,7 +158,6 @@ class GroupNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
-    functional.resolve_num_groups(x.shape[-1], self.num_groups, self.group_size)
     scale, bias = feature_params(self, (x.shape[-1],))
     return functional.group_norm(
         x, scale, bias, num_groups=self.num_groups, group_size=self.group_size,

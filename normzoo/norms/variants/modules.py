@@ -25,7 +25,6 @@ from flax.linen import initializers
 from jax import lax
 
 from normzoo.norms import _checks, functional, pallas_rows
-from normzoo.norms.functional import resolve_num_groups
 from normzoo.norms.linen_support import (axis_name_unless_init, channel_param, feature_params,
                                          require_batch_stats)
 from normzoo.norms.modules import BatchNorm
@@ -260,7 +259,6 @@ class EvoNormS0(nn.Module):
   @nn.compact
   def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
     c = x.shape[-1]
-    resolve_num_groups(c, self.num_groups, self.group_size)
     scale = channel_param(self, "scale", self.scale_init, c) if self.use_scale else None
     bias = channel_param(self, "bias", self.bias_init, c) if self.use_bias else None
     v1 = channel_param(self, "v1", self.v1_init, c)
