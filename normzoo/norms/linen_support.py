@@ -12,9 +12,15 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from normzoo.norms import stats
+
 Array = jax.Array
 
-__all__ = ["axis_name_unless_init", "channel_param", "feature_params", "require_batch_stats"]
+# Where training-mode batch moments go for normzoo.precise_batch_stats.
+RAW_COLLECTION = "batch_stats_raw"
+
+__all__ = ["RAW_COLLECTION", "axis_name_unless_init", "channel_param", "feature_params",
+           "record_batch_moments", "require_batch_stats"]
 
 
 def feature_params(module: nn.Module, shape: tuple[int, ...]) -> tuple[Array | None, Array | None]:
@@ -52,3 +58,22 @@ def require_batch_stats(module: nn.Module, train: bool, variable: str = "mean") 
 
 def channel_param(module: nn.Module, name: str, init: Any, channels: int) -> Array:
   return module.param(name, init, (channels,), module.param_dtype)
+
+
+def record_batch_moments(module: nn.Module, x: Array, reduction_axes: tuple[int, ...], *,
+                         axis_name: Any = None, axis_index_groups: Any = None,
+                         mask: Array | None = None) -> None:
+  """Stores the batch ``mean``/``var`` of ``x`` over ``reduction_axes`` in ``'batch_stats_raw'``.
+
+  A no-op unless that collection is mutable and the module is not
+  initializing (so ``init`` variable trees stay flax-identical). The
+  statistics are recomputed here rather than taken from the normalizer's
+  forward pass, which keeps this free when unused; XLA usually merges the
+  two identical reductions anyway.
+  """
+  if module.is_initializing() or not module.is_mutable_collection(RAW_COLLECTION):
+    return
+  mean, var = stats.moments(x, reduction_axes, axis_name=axis_name,
+                            axis_index_groups=axis_index_groups, mask=mask)
+  module.put_variable(RAW_COLLECTION, "mean", mean)
+  module.put_variable(RAW_COLLECTION, "var", var)

@@ -29,8 +29,7 @@ from flax.linen import initializers
 
 from normzoo.norms import _checks, functional, pallas_rows
 from normzoo.norms.linen_support import (axis_name_unless_init, feature_params,
-                                         require_batch_stats)
-from normzoo.norms.precise import record_batch_moments
+                                         record_batch_moments, require_batch_stats)
 
 Array = jax.Array
 Axes = Any

@@ -5,8 +5,8 @@ and weight recent batches more. PreciseBN replaces them, after training, with
 the population statistics of each normalizer's input, measured with the
 final weights over a number of training-mode batches.
 
-Mechanism. Every batch-statistics normalizer of normzoo calls
-:func:`record_batch_moments` in training mode. It does nothing (not even
+Mechanism. Every batch-statistics linen module of normzoo calls
+:func:`normzoo.norms.linen_support.record_batch_moments` in training mode. It does nothing (not even
 tracing a reduction) unless the collection ``'batch_stats_raw'`` is mutable;
 :func:`precise_batch_stats` makes it mutable, so each layer then stores
 the mean and biased variance of its input over the (global, with
@@ -27,36 +27,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import flax
-import flax.linen as nn
 import jax
 import numpy as np
 from flax import traverse_util
 
-from normzoo.norms import stats
+from normzoo.norms.linen_support import RAW_COLLECTION
 
 Array = jax.Array
-RAW_COLLECTION = "batch_stats_raw"
 
-__all__ = ["RAW_COLLECTION", "precise_batch_stats", "record_batch_moments"]
-
-
-def record_batch_moments(module: nn.Module, x: Array, reduction_axes: tuple[int, ...], *,
-                         axis_name: Any = None, axis_index_groups: Any = None,
-                         mask: Array | None = None) -> None:
-  """Stores the batch ``mean``/``var`` of ``x`` over ``reduction_axes`` in ``'batch_stats_raw'``.
-
-  A no-op unless that collection is mutable and the module is not
-  initializing (so ``init`` variable trees stay flax-identical). The
-  statistics are recomputed here rather than taken from the normalizer's
-  forward pass, which keeps this free when unused; XLA usually merges the
-  two identical reductions anyway.
-  """
-  if module.is_initializing() or not module.is_mutable_collection(RAW_COLLECTION):
-    return
-  mean, var = stats.moments(x, reduction_axes, axis_name=axis_name,
-                            axis_index_groups=axis_index_groups, mask=mask)
-  module.put_variable(RAW_COLLECTION, "mean", mean)
-  module.put_variable(RAW_COLLECTION, "var", var)
+__all__ = ["precise_batch_stats"]
 
 
 def _batch_size(batch: Any) -> int:

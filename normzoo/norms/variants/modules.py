@@ -26,9 +26,8 @@ from jax import lax
 
 from normzoo.norms import _checks, functional, pallas_rows
 from normzoo.norms.linen_support import (axis_name_unless_init, channel_param, feature_params,
-                                         require_batch_stats)
+                                         record_batch_moments, require_batch_stats)
 from normzoo.norms.modules import BatchNorm
-from normzoo.norms.precise import record_batch_moments
 from normzoo.norms.variants._common import per_channel_layout, spatial_axes
 from normzoo.norms.variants.evonorm import evonorm_b0, evonorm_s0
 from normzoo.norms.variants.frn import filter_response_norm
