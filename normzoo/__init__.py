@@ -10,6 +10,8 @@ from normzoo.norms import (CONVS, BatchRenorm, EvoNormB0, EvoNormS0, FilterRespo
                            ghost_batch_norm, pallas_layer_norm, pallas_rms_norm,
                            precise_batch_stats, renorm_limits, rms_norm,
                            standardize_kernel, switchable_norm, weight_standardized_conv)
+from normzoo.norms import (REPARAMS, SpectralNorm, WeightNorm, available_reparams, get_reparam,
+                           spectral_normalize, weight_normalize)
 
 __version__ = "0.1.0"
 
@@ -24,4 +26,7 @@ __all__ = [
     "standardize_kernel", "switchable_norm", "weight_standardized_conv",
     # Pallas (Triton, GPU) kernels for the last axis
     "pallas_layer_norm", "pallas_rms_norm",
+    # weight reparametrizations (layer wrappers)
+    "REPARAMS", "SpectralNorm", "WeightNorm", "available_reparams", "get_reparam",
+    "spectral_normalize", "weight_normalize",
 ]

@@ -1,5 +1,5 @@
 """normzoo's normalizers as flax.nnx modules (``normzoo.nnx.SpectralNorm``, ...)."""
 
-from normzoo.nnx.reparam import SpectralNorm, WeightNorm
+from normzoo.nnx.reparam import REPARAMS, SpectralNorm, WeightNorm, get_reparam
 
-__all__ = ["SpectralNorm", "WeightNorm"]
+__all__ = ["REPARAMS", "SpectralNorm", "WeightNorm", "get_reparam"]

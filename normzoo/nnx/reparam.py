@@ -33,8 +33,9 @@ from flax import nnx
 from flax.nnx.nn import dtypes as nnx_dtypes
 
 from normzoo.norms import reparam
+from normzoo.norms.reparam_registry import lookup_reparam
 
-__all__ = ["SpectralNorm", "WeightNorm"]
+__all__ = ["REPARAMS", "SpectralNorm", "WeightNorm", "get_reparam"]
 
 
 @contextlib.contextmanager
@@ -190,3 +191,15 @@ class WeightNorm(nnx.Module):
           dtype=self.dtype))
     with _substituted(normalized):
       return self.layer_instance(x, *args, **kwargs)
+
+
+REPARAMS: dict[str, Callable[..., Any]] = {"spectral": SpectralNorm, "weight": WeightNorm}
+
+
+def get_reparam(name: str, **overrides: Any) -> Any:
+  """``partial(NnxClass, **overrides)``: ``get_reparam("spectral")(layer, rngs=rngs)``.
+
+  Raises:
+    ValueError: unknown ``name`` (valid names listed) or argument, as the linen registry.
+  """
+  return lookup_reparam(REPARAMS, name, overrides)

@@ -14,6 +14,9 @@ from normzoo.norms.variants import (BatchRenorm, EvoNormB0, EvoNormS0, FilterRes
                                     FrozenBatchNorm, GhostBatchNorm, RMSNorm, SwitchableNorm,
                                     batch_renorm, evonorm_b0, evonorm_s0, filter_response_norm,
                                     ghost_batch_norm, renorm_limits, rms_norm, switchable_norm)
+from normzoo.norms.reparam import spectral_normalize, weight_normalize
+from normzoo.norms.reparam_modules import SpectralNorm, WeightNorm
+from normzoo.norms.reparam_registry import REPARAMS, available_reparams, get_reparam
 
 __all__ = [
     "BatchNorm", "GroupNorm", "Identity", "InstanceNorm", "LayerNorm", "NORMS", "available_norms",
@@ -25,4 +28,7 @@ __all__ = [
     "batch_renorm", "evonorm_b0", "evonorm_s0", "filter_response_norm", "fold_batch_norm",
     "get_conv", "ghost_batch_norm", "pallas_layer_norm", "pallas_rms_norm", "precise_batch_stats", "renorm_limits", "rms_norm",
     "standardize_kernel", "switchable_norm", "weight_standardized_conv",
+    # weight reparametrizations (layer wrappers)
+    "REPARAMS", "SpectralNorm", "WeightNorm", "available_reparams", "get_reparam",
+    "spectral_normalize", "weight_normalize",
 ]
