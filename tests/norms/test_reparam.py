@@ -270,3 +270,47 @@ def test_registry():
     normzoo.get_reparam("spectrum")
   with pytest.raises(ValueError, match=r"does not accept argument\(s\) \['n_steps'\]"):
     normzoo.get_reparam("weight", n_steps=2)
+
+
+class _Mixer(nn.Module):
+  """A layer with a 2D non-parameter variable: a statistic, not a weight."""
+
+  @nn.compact
+  def __call__(self, x):
+    mix = self.variable("batch_stats", "mix", lambda: 3.0 * jnp.eye(x.shape[-1]))
+    return nn.Dense(4)(x @ mix.value)
+
+
+def test_only_params_are_spectrally_normalized():
+  # flax.linen.SpectralNorm would also divide the 2D statistic "mix" by its
+  # spectral norm (and add mix/u, mix/sigma); a statistic is not a weight.
+  x = _data((2, 3))
+  module = normzoo.SpectralNorm(_Mixer())
+  variables = module.init(KEY, x, update_stats=False)
+  assert set(variables["batch_stats"]) == {"layer_instance", "layer_instance/Dense_0/kernel/u",
+                                           "layer_instance/Dense_0/kernel/sigma"}
+  y, _ = module.apply(variables, x, update_stats=True, mutable=["batch_stats"])
+  params = variables["params"]["layer_instance"]["Dense_0"]
+  w_bar, _, _ = reparam.spectral_normalize(
+      params["kernel"], variables["batch_stats"]["layer_instance/Dense_0/kernel/u"])
+  np.testing.assert_allclose(np.asarray(y), np.asarray((x @ (3.0 * jnp.eye(3))) @ w_bar
+                                                       + params["bias"]), rtol=1e-5, atol=1e-6)
+
+
+def test_wrapped_batch_norm_statistics_still_update():
+  x = _data((8, 3))
+  module = normzoo.SpectralNorm(nn.Sequential([nn.Dense(4),
+                                               nn.BatchNorm(use_running_average=False)]))
+  variables = module.init(KEY, x, update_stats=False)
+  _, updates = module.apply(variables, x, update_stats=False, mutable=["batch_stats"])
+  before = variables["batch_stats"]["layer_instance"]["layers_1"]["mean"]
+  after = updates["batch_stats"]["layer_instance"]["layers_1"]["mean"]
+  assert float(jnp.max(jnp.abs(after - before))) > 0.0
+
+
+def test_readme_reparam_example_runs():
+  import pathlib
+  readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+  section = readme.split("#### Weight reparametrizations", 1)[1]
+  code = section.split("```python\n", 1)[1].split("```", 1)[0]
+  exec(compile(code, "README.md", "exec"), {})
