@@ -30,6 +30,7 @@ do not lose the norm to a half-precision sum of squares.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,14 +49,14 @@ __all__ = ["l2_normalize", "power_iteration", "spectral_normalize", "weight_feat
 
 def check_reparam_epsilon(epsilon: float) -> None:
   """epsilon > 0 keeps ``rsqrt(sum(x**2) + epsilon)`` finite for an all-zero vector."""
-  if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
+  if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
     raise ValueError(f"epsilon must be a number > 0 so that rsqrt(sum(x**2) + epsilon) is finite "
                      f"for a zero vector; got epsilon={epsilon!r}")
 
 
 def check_n_steps(n_steps: Any) -> None:
   """Power iteration needs a whole number of steps, at least one."""
-  if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+  if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
     raise ValueError(f"n_steps must be an int >= 1 (power-iteration steps per call); "
                      f"got n_steps={n_steps!r}")
 
@@ -108,7 +109,7 @@ def power_iteration(matrix: Array, u: Array, *, n_steps: int = 1,
   w = matrix.astype(compute)
   u = jnp.asarray(u).astype(compute)
   v = None
-  for _ in range(n_steps):
+  for _ in range(int(n_steps)):
     v = l2_normalize(u @ w.T, epsilon=epsilon)
     u = l2_normalize(v @ w, epsilon=epsilon)
   u = lax.stop_gradient(u)

@@ -250,3 +250,14 @@ def test_weight_norm_errors_and_registry():
     nz.get_reparam("spectrum")
   with pytest.raises(ValueError, match=r"does not accept argument\(s\) \['momentum'\]"):
     nz.get_reparam("weight", momentum=0.9)
+
+
+def test_weight_norm_state_from_flax_nnx_loads():
+  ours, ref, x = _pair(nz.WeightNorm, nnx.WeightNorm, "conv")
+  ref.scales[("kernel",)] = _data((5,)) + 2.0  # flax.nnx keeps plain arrays here
+  ref.layer_instance.kernel.set_value(_data((3, 3, 3, 5)))
+  nnx.update(ours, nnx.state(ref))
+  assert isinstance(ours.scales[("kernel",)], nnx.Param)
+  np.testing.assert_allclose(np.asarray(ours.scales[("kernel",)].get_value()),
+                             np.asarray(ref.scales[("kernel",)]))
+  np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(ref(x)), rtol=1e-5, atol=1e-6)

@@ -92,6 +92,13 @@ def test_half_precision_weights_use_float32_math():
                              rtol=1e-4, atol=1e-5)
 
 
+def test_numpy_scalars_are_accepted():
+  kernel, u = _data((5, 4)), _data((1, 4))
+  expected = reparam.spectral_normalize(kernel, u, n_steps=2, epsilon=1e-6)
+  got = reparam.spectral_normalize(kernel, u, n_steps=np.int64(2), epsilon=np.float32(1e-6))
+  assert _max_diff(got, expected) == (0.0, 0.0, 0.0)
+
+
 def test_zero_kernel_is_left_unchanged():
   w_bar, _, sigma = reparam.spectral_normalize(jnp.zeros((3, 2)), _data((1, 2)))
   assert float(sigma) == 0.0 and not np.any(np.asarray(w_bar))
