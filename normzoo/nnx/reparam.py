@@ -27,7 +27,6 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn import dtypes as nnx_dtypes

@@ -8,7 +8,8 @@ flax's load into these and give the same outputs. The math is in
 Differences from flax (each tested in ``tests/norms/test_reparam.py``):
 
 * power iteration and the weight norm run in float32 for bf16/fp16 weights
-  (flax sums squares in the weight dtype when ``param_dtype`` is half);
+  (flax's WeightNorm sums squares in the weights' dtype, and its SpectralNorm
+  iterates in half precision when its ``param_dtype`` is half);
 * bad arguments fail with a ValueError naming them: ``n_steps < 1`` (flax
   silently skips the normalization), ``epsilon <= 0``, feature axes out of range;
 * only the ``params`` collection is reparametrized: a wrapped layer's own
