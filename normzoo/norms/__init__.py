@@ -14,6 +14,9 @@ from normzoo.norms.policy import BackendPolicy, backend_policy, current_policy
 from normzoo.norms.precise import precise_batch_stats
 from normzoo.norms.registry import (NORMS, available_norms, get_norm, register_norm,
                                     uses_batch_statistics)
+from normzoo.norms.reparam import spectral_normalize, weight_normalize
+from normzoo.norms.reparam_modules import SpectralNorm, WeightNorm
+from normzoo.norms.reparam_registry import REPARAMS, available_reparams, get_reparam
 from normzoo.norms.stats import moments
 from normzoo.norms.variants import *  # noqa: F401,F403  (the research variants: variants.__all__)
 from normzoo.norms.weight_std import standardize_kernel
@@ -30,5 +33,8 @@ __all__ = sorted([
     "CONVS", "WeightStandardizedConv", "available_convs", "get_conv", "standardize_kernel",
     "weight_standardized_conv", "fold_batch_norm", "precise_batch_stats", "pallas_layer_norm",
     "pallas_rms_norm",
+    # weight reparametrizations (layer wrappers)
+    "REPARAMS", "SpectralNorm", "WeightNorm", "available_reparams", "get_reparam",
+    "spectral_normalize", "weight_normalize",
     *variants.__all__,
 ])

@@ -13,7 +13,7 @@ import pytest
 NORMS = pathlib.Path(__file__).resolve().parents[2] / "normzoo" / "norms"
 
 CORE = ["_checks", "stats", "normalize", "policy", "functional", "folding", "pallas_rows",
-        "weight_std",
+        "weight_std", "reparam",
         "variants._common", "variants.renorm", "variants.ghost", "variants.frn",
         "variants.evonorm", "variants.rms", "variants.switchable"]
 
