@@ -16,18 +16,32 @@ from jax import lax
 
 def canonical_axes(axes: int | Iterable[int], ndim: int, name: str,
                    shape: Sequence[int] | None = None) -> tuple[int, ...]:
-  """Sorted, deduplicated non-negative axes; ValueError naming ``name`` if out of range."""
-  if isinstance(axes, (int, np.integer)):
+  """Sorted, deduplicated non-negative axes; ValueError naming ``name`` if not valid axes."""
+  where = f"shape {tuple(shape)}" if shape is not None else f"rank {ndim}"
+  valid = f"valid axes are {-ndim}..{ndim - 1}"
+  if _is_int(axes):
     axes = (int(axes),)
+  elif axes is None or isinstance(axes, (str, bytes)) or not isinstance(axes, Iterable):
+    raise ValueError(f"{name}={axes!r} is not an axis: pass an int or a sequence of ints for "
+                     f"an input of {where} ({valid})")
   result = []
   for axis in axes:
-    if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
-      where = f"shape {tuple(shape)}" if shape is not None else f"rank {ndim}"
-      raise ValueError(
-          f"{name}={axis!r} is out of range for an input of {where} "
-          f"(valid axes are {-ndim}..{ndim - 1})")
+    if not _is_int(axis):
+      raise ValueError(f"{name}={axis!r} is not an int axis (input of {where}; {valid})")
+    if not -ndim <= axis < ndim:
+      raise ValueError(f"{name}={axis!r} is out of range for an input of {where} ({valid})")
     result.append(int(axis) % ndim)
   return tuple(sorted(set(result)))
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_positive_int(name: str, value: Any) -> None:
+  """ValueError unless ``value`` is an int >= 1 (a float such as 4.0 is refused, not truncated)."""
+  if not _is_int(value) or value < 1:
+    raise ValueError(f"{name} must be a positive int; got {name}={value!r}")
 
 
 def check_epsilon(epsilon: float) -> None:
@@ -75,12 +89,23 @@ def check_feature_params(name: str, param: Any, expected: Sequence[int]) -> None
 def check_not_single_value(name: str, shape: Sequence[int], stat_axes: Sequence[int],
                            axis_name: Any, mask: Any,
                            hint: str = "Use a larger batch or use_running_average=True") -> None:
-  """Refuses training-mode statistics of one value each (variance 0: the output is the bias).
+  """Refuses training-mode statistics of zero values (empty input) or of one value each.
 
-  With ``axis_name`` or a ``mask`` the count is only known at run time, so
-  those cases are let through.
+  One value each gives variance 0 (the output is the bias). With
+  ``axis_name`` or a ``mask`` that count is only known at run time, so those
+  cases are let through; zero values are refused always.
   """
+  check_nonempty(name, shape, stat_axes)
   if axis_name is None and mask is None and math.prod(shape[a] for a in stat_axes) == 1:
     raise ValueError(
         f"{name} in training mode on an input of shape {tuple(shape)} computes each statistic "
         f"from a single value (variance 0, output = bias). {hint}")
+
+
+def check_nonempty(name: str, shape: Sequence[int], stat_axes: Sequence[int]) -> None:
+  """ValueError if the statistics would be taken over zero elements (a mean of nothing is NaN)."""
+  empty = [a for a in stat_axes if shape[a] == 0]
+  if empty:
+    raise ValueError(f"{name}: the statistics over axes {tuple(stat_axes)} of an input of shape "
+                     f"{tuple(shape)} would be taken over zero elements (axis {empty[0]} has size "
+                     f"0); an empty batch has no mean or variance")

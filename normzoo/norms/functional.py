@@ -202,6 +202,9 @@ def instance_norm(x: Array, scale: Array | None = None, bias: Array | None = Non
 
 def resolve_num_groups(channels: int, num_groups: int | None, group_size: int | None) -> int:
   """Number of groups from exactly one of ``num_groups`` / ``group_size``, validated."""
+  for name, value in (("num_groups", num_groups), ("group_size", group_size)):
+    if value is not None:
+      _checks.check_positive_int(name, value)
   if (num_groups is None) == (group_size is None):
     raise ValueError(
         f"group norm needs exactly one of num_groups / group_size; got num_groups={num_groups!r}, "

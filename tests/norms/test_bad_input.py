@@ -82,3 +82,47 @@ def test_eval_batch_norm_without_running_statistics():
 def test_parameter_shape_mismatch():
   with pytest.raises(ValueError, match=r"scale has shape \(4,\) .*\(8,\)"):
     F.batch_norm(X, scale=jnp.ones(4))
+
+
+# Found by trying the API as a new user would (issue 22): each was a silent NaN
+# or a TypeError from deep inside jnp before.
+@pytest.mark.parametrize("call,pattern", [
+    (lambda: F.batch_norm(jnp.ones((0, 4))), r"batch_norm: .*zero elements .*axis 0 has size 0"),
+    (lambda: normzoo.BatchNorm(use_running_average=False).init(jax.random.PRNGKey(0),
+                                                               jnp.ones((0, 4))),
+     r"zero elements"),
+    (lambda: normzoo.nnx.BatchNorm(4, rngs=normzoo_nnx_rngs())(jnp.ones((0, 4))),
+     r"zero elements"),
+    (lambda: stats.moments(jnp.ones((3, 0, 4)), (0, 1)), r"moments: .*axis 1 has size 0"),
+    (lambda: F.batch_norm(X, axis=None), r"axis=None is not an axis"),
+    (lambda: F.batch_norm(X, axis=1.0), r"axis=1.0 is not an axis"),
+    (lambda: F.batch_norm(X, axis=(1.0, 2)), r"axis=1.0 is not an int axis"),
+    (lambda: F.layer_norm(X, feature_axes="C"), r"feature_axes='C' is not an axis"),
+    (lambda: F.group_norm(X, num_groups=4.0), r"num_groups must be a positive int; got "
+                                              r"num_groups=4.0"),
+    (lambda: F.group_norm(X, num_groups=None, group_size=2.0), r"group_size=2.0"),
+    (lambda: normzoo.GroupNorm(num_groups=4.0).init(jax.random.PRNGKey(0), X), r"num_groups=4.0"),
+    (lambda: normzoo.evonorm_s0(X, None, None, jnp.ones(8), num_groups=True),
+     r"num_groups=True"),
+    (lambda: normzoo.fold_batch_norm(jnp.ones((3, 4)), None, None, None, jnp.zeros(4),
+                                     jnp.array([1.0, -0.5, 1.0, 1.0])),
+     r"var must be >= 0 .*var=-0.5"),
+    (lambda: normzoo.fold_batch_norm(jnp.ones((3, 4)), None, None, None, jnp.zeros(4),
+                                     jnp.array([1.0, jnp.nan, 1.0, 1.0])),
+     r"var must be >= 0 .*var=nan"),
+])
+def test_silent_nans_and_deep_type_errors_are_value_errors(call, pattern):
+  with pytest.raises(ValueError, match=pattern):
+    call()
+
+
+def normzoo_nnx_rngs():
+  from flax import nnx
+  return nnx.Rngs(0)
+
+
+def test_fold_batch_norm_still_traces_with_abstract_var():
+  fold = jax.jit(lambda v: normzoo.fold_batch_norm(jnp.ones((3, 4)), None, None, None,
+                                                   jnp.zeros(4), v))
+  kernel, bias = fold(jnp.full(4, 4.0))
+  np.testing.assert_allclose(kernel, np.full((3, 4), 1 / np.sqrt(4.0 + 1e-5)), rtol=1e-6)
