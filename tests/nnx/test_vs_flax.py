@@ -31,9 +31,9 @@ def _features(cls, kwargs, shape):
   return shape[axis]
 
 
-def _pair(ours, theirs, kwargs, shape):
+def _pair(ours, theirs, kwargs, shape, **flax_only):
   n = _features(ours, kwargs, shape)
-  flax_module = theirs(n, **kwargs, rngs=nnx.Rngs(0))
+  flax_module = theirs(n, **kwargs, **flax_only, rngs=nnx.Rngs(0))
   randomize_state(flax_module, RNG)
   our_module = ours(n, **kwargs, rngs=nnx.Rngs(0))
   nnx.update(our_module, nnx.state(flax_module))
@@ -69,11 +69,22 @@ def test_outputs_gradients_and_statistics_match_flax(ours, theirs, kwargs, shape
     assert_trees_close(nnx_stats(our_module), nnx_stats(flax_module), what="stats", **tol)
 
 
-def test_masked_batch_norm_matches_flax():
-  our_module, flax_module = _pair(znnx.BatchNorm, nnx.BatchNorm, dict(momentum=0.8), (12, 5))
-  x = data(RNG, (12, 5))
-  mask = jnp.asarray(RNG.random((12, 1)) < 0.6)
-  assert_trees_close(our_module(x, mask=mask), flax_module(x, mask=mask), 2e-5, 2e-5)
+@pytest.mark.parametrize("ours,theirs,kwargs,shape", CASES)
+def test_masked_outputs_and_statistics_match_flax(ours, theirs, kwargs, shape):
+  # flax's fast variance, E[x^2] - E[x]^2, loses digits on rows with few valid
+  # elements (1 % off on 2 of 6); its two-pass form is the accurate reference.
+  fast = {} if theirs is nnx.RMSNorm else dict(use_fast_variance=False)
+  our_module, flax_module = _pair(ours, theirs, kwargs, shape, **fast)
+  x = data(RNG, shape)
+  # Whole examples masked out for batch norm, single elements for the per-example norms
+  # (flax.nnx's GroupNorm takes only a mask of the input's full shape).
+  mask_shape = (shape[0],) + (1,) * (len(shape) - 1) if ours is znnx.BatchNorm else shape
+  mask = jnp.asarray(RNG.random(mask_shape) < 0.6)
+  mask = mask.at[(0,) * len(mask_shape)].set(True)
+  call = dict(use_running_average=False) if ours is znnx.BatchNorm else {}
+  y_ours, y_flax = our_module(x, mask=mask, **call), flax_module(x, mask=mask, **call)
+  valid = jnp.broadcast_to(mask, shape)
+  assert_trees_close(jnp.where(valid, y_ours, 0), jnp.where(valid, y_flax, 0), 2e-5, 2e-5)
   assert_trees_close(nnx_stats(our_module), nnx_stats(flax_module), 2e-5, 2e-5)
 
 
