@@ -1,4 +1,5 @@
-"""Argument validation shared by the functional normalizers.
+"""Argument preparation shared by the functional normalizers: checks, canonical axes,
+the output dtype, parameter broadcasting.
 
 Every check runs at trace time on static shapes, so a bad argument fails with
 a message that names it before XLA sees anything.
@@ -10,8 +11,12 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+Array = jax.Array
 
 
 def canonical_axes(axes: int | Iterable[int], ndim: int, name: str,
@@ -109,3 +114,26 @@ def check_nonempty(name: str, shape: Sequence[int], stat_axes: Sequence[int]) ->
     raise ValueError(f"{name}: the statistics over axes {tuple(stat_axes)} of an input of shape "
                      f"{tuple(shape)} would be taken over zero elements (axis {empty[0]} has size "
                      f"0); an empty batch has no mean or variance")
+
+
+def hashable_groups(axis_index_groups: Any) -> Any:
+  if axis_index_groups is None:
+    return None
+  return tuple(tuple(int(i) for i in group) for group in axis_index_groups)
+
+
+def output_dtype(dtype: Any, *arrays: Array | None) -> jnp.dtype:
+  """flax.linen's rule: ``dtype`` if given, else the promoted type of the inputs and params."""
+  if dtype is not None:
+    return jnp.dtype(dtype)
+  return jnp.result_type(*[a for a in arrays if a is not None])
+
+
+def broadcast_param(param: Array | None, ndim: int, feature_axes: tuple[int, ...]) -> Array | None:
+  """Reshapes a parameter of the feature shape to broadcast against ``x``."""
+  if param is None:
+    return None
+  shape = [1] * ndim
+  for axis, size in zip(feature_axes, jnp.shape(param)):
+    shape[axis] = size
+  return jnp.reshape(param, shape)

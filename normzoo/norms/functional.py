@@ -26,21 +26,11 @@ import jax
 import jax.numpy as jnp
 
 from normzoo.norms import _checks
-from normzoo.norms.normalize import (StatSpec, hashable_groups, normalize_with_batch_stats,
-                                     normalize_with_stats, output_dtype)
+from normzoo.norms._checks import broadcast_param, hashable_groups, output_dtype
+from normzoo.norms.normalize import StatSpec, normalize_with_batch_stats, normalize_with_stats
 
 Array = jax.Array
 Axes = int | Sequence[int]
-
-
-def broadcast_param(param: Array | None, ndim: int, feature_axes: tuple[int, ...]) -> Array | None:
-  """Reshapes a parameter of the feature shape to broadcast against ``x``."""
-  if param is None:
-    return None
-  shape = [1] * ndim
-  for axis, size in zip(feature_axes, jnp.shape(param)):
-    shape[axis] = size
-  return jnp.reshape(param, shape)
 
 
 def _spec(axes, epsilon, axis_name, axis_index_groups, use_fast_variance, out_dtype) -> StatSpec:

@@ -66,19 +66,6 @@ class Normalized(NamedTuple):
   batch: stats.Moments
 
 
-def hashable_groups(axis_index_groups: Any) -> Any:
-  if axis_index_groups is None:
-    return None
-  return tuple(tuple(int(i) for i in group) for group in axis_index_groups)
-
-
-def output_dtype(dtype: Any, *arrays: Array | None) -> jnp.dtype:
-  """flax.linen's rule: ``dtype`` if given, else the promoted type of the inputs and params."""
-  if dtype is not None:
-    return jnp.dtype(dtype)
-  return jnp.result_type(*[a for a in arrays if a is not None])
-
-
 def _affine(xf: Array, mean: Array, inv: Array, scale: Array | None, bias: Array | None,
             out_dtype: Any) -> Array:
   """``(x - mean) * inv * scale + bias`` as one multiply-add per element.

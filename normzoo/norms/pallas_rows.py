@@ -42,7 +42,8 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
 from normzoo.norms import _checks
-from normzoo.norms.normalize import output_dtype, varying_axes
+from normzoo.norms._checks import output_dtype
+from normzoo.norms.normalize import varying_axes
 
 Array = jax.Array
 

@@ -35,9 +35,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from normzoo.norms import _checks
+from normzoo.norms._checks import hashable_groups, output_dtype
 from normzoo.norms.functional import resolve_num_groups
-from normzoo.norms.normalize import (StatSpec, cast_params_to_varying, hashable_groups,
-                                     output_dtype, varying_axes)
+from normzoo.norms.normalize import StatSpec, cast_params_to_varying, varying_axes
 from normzoo.norms.stats import (combine_across_devices, group_sum, local_moments,
                                  moments_keepdims, stat_dtype, variance_method)
 from normzoo.norms._checks import check_not_single_value

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from normzoo.norms import _checks
-from normzoo.norms.normalize import output_dtype
+from normzoo.norms._checks import output_dtype
 from normzoo.norms.stats import stat_dtype
 from normzoo.norms.variants.rms import rms_norm, scaled_inverse_rms
 

@@ -42,11 +42,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from normzoo.norms import _checks
-from normzoo.norms.normalize import (cast_params_to_varying, fusion_barrier, hashable_groups,
-                                     output_dtype, param_axes)
+from normzoo.norms._checks import broadcast_param, hashable_groups, output_dtype
+from normzoo.norms.normalize import cast_params_to_varying, fusion_barrier, param_axes
 from normzoo.norms.policy import current_policy
 from normzoo.norms.stats import stat_dtype
-from normzoo.norms.functional import broadcast_param
 
 Array = jax.Array
 

@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 
 from normzoo.norms import _checks
-from normzoo.norms.normalize import hashable_groups, normalize_with_stats, output_dtype
+from normzoo.norms._checks import broadcast_param, hashable_groups, output_dtype
+from normzoo.norms.normalize import normalize_with_stats
 from normzoo.norms.stats import combine_across_devices, local_moments, variance_method
-from normzoo.norms.functional import broadcast_param
 from normzoo.norms.variants._common import spatial_axes, update_running
 
 Array = jax.Array
