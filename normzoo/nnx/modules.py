@@ -112,8 +112,8 @@ class LayerNorm(nnx.Module):
 
   def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
     scale, bias = value_of(self.scale), value_of(self.bias)
-    if pallas_rows.check_implementation(self.implementation, x, self.reduction_axes,
-                                        self.feature_axes, self.axis_name, mask, "LayerNorm"):
+    if pallas_rows.uses_pallas(self.implementation, x, self.reduction_axes,
+                               self.feature_axes, self.axis_name, mask, "LayerNorm"):
       return pallas_rows.pallas_layer_norm(x, scale, bias, epsilon=self.epsilon, dtype=self.dtype)
     return functional.layer_norm(
         x, scale, bias, reduction_axes=self.reduction_axes, feature_axes=self.feature_axes,
@@ -204,8 +204,8 @@ class RMSNorm(nnx.Module):
 
   def __call__(self, x: Array, mask: Array | None = None) -> Array:
     scale = value_of(self.scale)
-    if pallas_rows.check_implementation(self.implementation, x, self.reduction_axes,
-                                        self.feature_axes, self.axis_name, mask, "RMSNorm"):
+    if pallas_rows.uses_pallas(self.implementation, x, self.reduction_axes,
+                               self.feature_axes, self.axis_name, mask, "RMSNorm"):
       return pallas_rows.pallas_rms_norm(x, scale, epsilon=self.epsilon, dtype=self.dtype)
     return rms_norm(x, scale, reduction_axes=self.reduction_axes, feature_axes=self.feature_axes,
                     epsilon=self.epsilon, axis_name=self.axis_name,

@@ -18,7 +18,7 @@ from normzoo.norms.weight_std import standardize_kernel
 Array = jax.Array
 
 __all__ = ["CONVS", "WeightStandardizedConv", "available_convs", "get_conv",
-           "standardize_kernel", "weight_standardized_conv"]
+           "weight_standardized_conv"]
 
 
 class WeightStandardizedConv(nn.Conv):

@@ -127,8 +127,8 @@ class LayerNorm(nn.Module):
   def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
     feature_axes = _checks.canonical_axes(self.feature_axes, x.ndim, "feature_axes", x.shape)
     scale, bias = feature_params(self, tuple(x.shape[a] for a in feature_axes))
-    if pallas_rows.check_implementation(self.implementation, x, self.reduction_axes,
-                                        self.feature_axes, self.axis_name, mask, "LayerNorm"):
+    if pallas_rows.uses_pallas(self.implementation, x, self.reduction_axes,
+                               self.feature_axes, self.axis_name, mask, "LayerNorm"):
       return pallas_rows.pallas_layer_norm(x, scale, bias, epsilon=self.epsilon,
                                            dtype=self.dtype)
     return functional.layer_norm(

@@ -47,7 +47,7 @@ from normzoo.norms.normalize import varying_axes
 
 Array = jax.Array
 
-__all__ = ["IMPLEMENTATIONS", "MAX_FEATURES", "check_implementation", "pallas_layer_norm",
+__all__ = ["IMPLEMENTATIONS", "MAX_FEATURES", "uses_pallas", "pallas_layer_norm",
            "pallas_rms_norm"]
 
 # What the LayerNorm and RMSNorm modules' ``implementation`` field takes.
@@ -348,13 +348,14 @@ def pallas_rms_norm(x: Array, scale: Array | None = None, *, epsilon: float = 1e
   return _rows_normalize(x, scale, None, config)
 
 
-def check_implementation(implementation: str, x: Array, reduction_axes: Any, feature_axes: Any,
-                         axis_name: Any, mask: Array | None, name: str) -> bool:
-  """True if ``implementation`` asks for the Pallas kernel and the call fits it.
+def uses_pallas(implementation: str, x: Array, reduction_axes: Any, feature_axes: Any,
+                axis_name: Any, mask: Array | None, name: str) -> bool:
+  """Whether a module with ``implementation`` runs the Pallas kernel on this call.
 
-  The kernel normalizes each row over the last axis on one device; anything
-  else is refused with the argument that does not fit, not run through the
-  XLA path behind the caller's back.
+  ``"xla"``: no. ``"pallas"``: yes, if the call fits the kernel (each row
+  normalized over the last axis, on one device, unmasked); a call that does
+  not fit raises a ValueError naming the argument rather than silently
+  running the XLA path.
   """
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f"{name}: implementation={implementation!r}; valid: "

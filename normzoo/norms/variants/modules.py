@@ -294,8 +294,8 @@ class RMSNorm(nn.Module):
     features = _checks.canonical_axes(self.feature_axes, x.ndim, "feature_axes", x.shape)
     scale = (self.param("scale", self.scale_init, tuple(x.shape[a] for a in features),
                         self.param_dtype) if self.use_scale else None)
-    if pallas_rows.check_implementation(self.implementation, x, self.reduction_axes,
-                                        self.feature_axes, self.axis_name, mask, "RMSNorm"):
+    if pallas_rows.uses_pallas(self.implementation, x, self.reduction_axes,
+                               self.feature_axes, self.axis_name, mask, "RMSNorm"):
       return pallas_rows.pallas_rms_norm(x, scale, epsilon=self.epsilon, dtype=self.dtype)
     return rms_norm(x, scale, reduction_axes=self.reduction_axes,
                     feature_axes=self.feature_axes, epsilon=self.epsilon,
