@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from normzoo.norms.modules import BatchNorm, Identity, InstanceNorm
-from normzoo.norms.registry import module_fields, uses_batch_statistics
+from normzoo.norms.registry import instantiate_norm
 
 Array = jax.Array
 ModuleDef = Callable[..., nn.Module]
@@ -126,23 +126,7 @@ def make_norm(cfg: ModelConfig, train: bool, name: str | None = None,
   ``get_norm('batch', use_running_average=True)`` gives a frozen batch norm.
   """
   norm = cfg.norm if norm is None else norm
-  fields = module_fields(norm)
-  bound = _bound_keywords(norm)
-  kwargs: dict[str, Any] = {}
-  if uses_batch_statistics(norm) and "use_running_average" not in bound:
-    kwargs["use_running_average"] = not train
-  if "dtype" in fields and "dtype" not in bound:
-    kwargs["dtype"] = cfg.dtype
-  return norm(name=name, **kwargs)
-
-
-def _bound_keywords(constructor: ModuleDef) -> set[str]:
-  """Keywords fixed by (possibly nested) ``functools.partial``s."""
-  bound: set[str] = set()
-  while isinstance(constructor, functools.partial):
-    bound |= set(constructor.keywords)
-    constructor = constructor.func
-  return bound
+  return instantiate_norm(norm, train=train, dtype=cfg.dtype, name=name)
 
 
 def norm_follows(cfg: ModelConfig, norm: ModuleDef | None = None) -> bool:

@@ -58,11 +58,9 @@ def available_norms() -> list[str]:
   return sorted(NORMS)
 
 
-def register_norm(name: str, constructor: NnxConstructor) -> None:
-  """Adds an nnx ``constructor`` under ``name``; refuses to silently replace one."""
-  if name in NORMS and NORMS[name] is not constructor:
-    raise ValueError(f"norm name {name!r} is already registered to {NORMS[name]!r}")
-  NORMS[name] = constructor
+def register_norm(name: str, constructor: NnxConstructor | None = None) -> Any:
+  """Adds an nnx ``constructor`` under ``name`` (or decorates a class); no silent replacing."""
+  return linen_registry.register(NORMS, name, constructor)
 
 
 def constructor_arguments(constructor: NnxConstructor) -> set[str]:
@@ -83,17 +81,21 @@ def constructor_arguments(constructor: NnxConstructor) -> set[str]:
   return names
 
 
-def get_norm(name: str, num_features: int, *, rngs: nnx.Rngs | None = None,
+def get_norm(name: str | NnxConstructor, num_features: int, *, rngs: nnx.Rngs | None = None,
              **overrides: Any) -> nnx.Module:
   """The nnx normalizer ``name`` for ``num_features`` channels, built with ``overrides``.
+
+  ``name`` may also be an nnx module class (or a partial of one).
 
   Raises:
     ValueError: unknown ``name`` or argument (the messages of
       :func:`normzoo.get_norm`).
   """
-  constructor = linen_registry.lookup(NORMS, name)
+  constructor = name if callable(name) else linen_registry.lookup(NORMS, name)
   accepted = constructor_arguments(constructor) - {"num_features", "rngs"}
-  linen_registry.check_overrides(name, overrides, accepted)
+  label = name if isinstance(name, str) else getattr(
+      getattr(constructor, "func", constructor), "__name__", repr(name))
+  linen_registry.check_overrides(label, overrides, accepted)
   return constructor(num_features, rngs=rngs, **overrides)
 
 

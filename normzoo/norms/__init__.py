@@ -12,8 +12,8 @@ from normzoo.norms.modules import BatchNorm, GroupNorm, Identity, InstanceNorm, 
 from normzoo.norms.pallas_rows import pallas_layer_norm, pallas_rms_norm
 from normzoo.norms.policy import BackendPolicy, backend_policy, current_policy
 from normzoo.norms.precise import precise_batch_stats
-from normzoo.norms.registry import (NORMS, available_norms, get_norm, register_norm,
-                                    uses_batch_statistics)
+from normzoo.norms.registry import (NORMS, available_norms, get_norm, instantiate_norm,
+                                    register_norm, uses_batch_statistics)
 from normzoo.norms.reparam import spectral_normalize, weight_normalize
 from normzoo.norms.reparam_modules import SpectralNorm, WeightNorm
 from normzoo.norms.reparam_registry import REPARAMS, available_reparams, get_reparam
@@ -26,7 +26,8 @@ __all__ = sorted([
     "BatchNorm", "GroupNorm", "Identity", "InstanceNorm", "LayerNorm", "batch_norm",
     "group_norm", "instance_norm", "layer_norm", "moments",
     # registry
-    "NORMS", "available_norms", "get_norm", "register_norm", "uses_batch_statistics",
+    "NORMS", "available_norms", "get_norm", "instantiate_norm", "register_norm",
+    "uses_batch_statistics",
     # backend policy (implementation choices, part of jit cache keys)
     "BackendPolicy", "backend_policy", "current_policy",
     # convolutions, PreciseBN, folding, Pallas kernels (GPU, last axis)

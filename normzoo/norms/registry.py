@@ -44,11 +44,26 @@ def available_norms() -> list[str]:
   return sorted(NORMS)
 
 
-def register_norm(name: str, constructor: NormConstructor) -> None:
-  """Adds ``constructor`` under ``name``; refuses to silently replace one."""
-  if name in NORMS and NORMS[name] is not constructor:
-    raise ValueError(f"norm name {name!r} is already registered to {NORMS[name]!r}")
-  NORMS[name] = constructor
+def register_norm(name: str, constructor: NormConstructor | None = None) -> Any:
+  """Adds ``constructor`` under ``name``; refuses to silently replace one.
+
+  Also a decorator: ``@normzoo.register_norm("my_norm")`` above a module
+  class registers it (and returns it unchanged), so a config file that
+  defines its own normalizer can use ``config.norm = "my_norm"``.
+  """
+  return register(NORMS, name, constructor)
+
+
+def register(table: dict[str, Any], name: str, constructor: Any = None, kind: str = "norm") -> Any:
+  """``table[name] = constructor`` (a decorator when ``constructor`` is None); no silent replacing."""
+  if constructor is None:
+    return lambda constructor: register(table, name, constructor, kind)
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"{kind} name must be a non-empty string; got {name!r}")
+  if name in table and table[name] is not constructor:
+    raise ValueError(f"{kind} name {name!r} is already registered to {table[name]!r}")
+  table[name] = constructor
+  return constructor
 
 
 def lookup(table: dict[str, Any], name: str, kind: str = "norm") -> Any:
@@ -72,23 +87,60 @@ def check_overrides(name: str, overrides: dict[str, Any], accepted: set[str],
         f"it accepts: {', '.join(sorted(accepted))}")
 
 
-def get_norm(name: str, **overrides: Any) -> functools.partial:
+def get_norm(name: str | NormConstructor, **overrides: Any) -> functools.partial:
   """Returns ``partial(ModuleClass, **overrides)`` for the normalizer ``name``.
+
+  ``name`` may also be a module class or a ``functools.partial`` of one (a
+  normalizer of your own, unregistered); its overrides are checked the same way.
 
   Raises:
     ValueError: ``name`` is not registered (the message lists valid names), or
       an override is not a field of the module.
   """
-  constructor = lookup(NORMS, name)
-  check_overrides(name, overrides, module_fields(constructor) - {"parent", "name"})
+  constructor = name if callable(name) else lookup(NORMS, name)
+  label = name if isinstance(name, str) else getattr(_target(constructor), "__name__", name)
+  check_overrides(label, overrides, module_fields(constructor) - {"parent", "name"})
   return functools.partial(constructor, **overrides)
+
+
+def instantiate_norm(norm: NormConstructor, *, train: bool, dtype: Any = None,
+                     name: str | None = None) -> nn.Module:
+  """One layer's module from a normalizer constructor, as normzoo's models build them.
+
+  Passes ``use_running_average=not train`` only to normalizers that take it
+  (batch statistics) and ``dtype`` only to those with a ``dtype`` field;
+  a keyword already bound in a partial wins, so
+  ``get_norm("batch", use_running_average=True)`` stays frozen. Use it in
+  your own models to accept any registry normalizer.
+  """
+  fields = module_fields(norm)
+  bound = _bound_keywords(norm)
+  kwargs: dict[str, Any] = {}
+  if uses_batch_statistics(norm) and "use_running_average" not in bound:
+    kwargs["use_running_average"] = not train
+  if dtype is not None and "dtype" in fields and "dtype" not in bound:
+    kwargs["dtype"] = dtype
+  return norm(name=name, **kwargs)
+
+
+def _target(constructor: Any) -> Any:
+  while isinstance(constructor, functools.partial):
+    constructor = constructor.func
+  return constructor
+
+
+def _bound_keywords(constructor: Any) -> set[str]:
+  """Keywords fixed by (possibly nested) ``functools.partial``s."""
+  bound: set[str] = set()
+  while isinstance(constructor, functools.partial):
+    bound |= set(constructor.keywords)
+    constructor = constructor.func
+  return bound
 
 
 def module_fields(constructor: NormConstructor) -> set[str]:
   """Dataclass field names of a linen module class or a partial of one."""
-  target = constructor
-  while isinstance(target, functools.partial):
-    target = target.func
+  target = _target(constructor)
   if dataclasses.is_dataclass(target):
     return {f.name for f in dataclasses.fields(target)}
   return set()
