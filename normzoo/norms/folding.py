@@ -51,6 +51,8 @@ def fold_batch_norm(kernel: Array, bias: Array | None, scale: Array | None,
     if value is not None and tuple(jnp.shape(value)) != c:
       raise ValueError(f"fold_batch_norm: {name} has shape {tuple(jnp.shape(value))} but the "
                        f"kernel has {c[0]} output features (its last axis)")
+  # A negative variance gives NaN kernels through rsqrt; caught here when concrete.
+  _checks.check_nonnegative_if_concrete("var", var)
   dtype = stat_dtype(kernel.dtype)
   a = lax.rsqrt(jnp.asarray(var, dtype) + epsilon)
   if scale is not None:

@@ -82,3 +82,77 @@ def test_eval_batch_norm_without_running_statistics():
 def test_parameter_shape_mismatch():
   with pytest.raises(ValueError, match=r"scale has shape \(4,\) .*\(8,\)"):
     F.batch_norm(X, scale=jnp.ones(4))
+
+
+@pytest.mark.parametrize("call,pattern", [
+    (lambda: F.batch_norm(jnp.ones((0, 8))), r"no elements"),
+    (lambda: F.batch_norm(jnp.ones((0, 8)), None, None, jnp.zeros(8), jnp.ones(8)), r"no elements"),
+    (lambda: stats.moments(jnp.ones((0, 8)), 0), r"moments .*shape \(0, 8\)"),
+    (lambda: stats.moments(jnp.ones((4, 0, 3)), (1, 2)), r"no elements"),
+    (lambda: F.layer_norm(jnp.ones((4, 0))), r"no elements"),
+    (lambda: F.group_norm(jnp.ones((2, 0, 8)), num_groups=2), r"no elements"),
+])
+def test_statistics_over_zero_elements(call, pattern):
+  """Was a silent NaN (0/0) before the check."""
+  with pytest.raises(ValueError, match=pattern):
+    call()
+
+
+def test_zero_size_batch_is_fine_in_evaluation_and_per_example():
+  # No statistic is taken over the empty batch axis: empty outputs, no error.
+  y, _, _ = F.batch_norm(jnp.ones((0, 8)), None, None, jnp.zeros(8), jnp.ones(8),
+                         use_running_average=True)
+  assert y.shape == (0, 8)
+  assert F.layer_norm(jnp.ones((0, 8))).shape == (0, 8)
+
+
+@pytest.mark.parametrize("axis", [None, 1.0, "x", (1, 2.0), True])
+def test_axis_of_the_wrong_type(axis):
+  """None / 1.0 raised a TypeError from inside jnp; True was taken as axis 1."""
+  with pytest.raises(ValueError, match=r"axis"):
+    F.batch_norm(X, axis=axis)
+  with pytest.raises(ValueError, match=r"axis"):
+    normzoo.BatchNorm(use_running_average=False, axis=axis).init(jax.random.PRNGKey(0), X)
+
+
+@pytest.mark.parametrize("call,pattern", [
+    (lambda: F.layer_norm(X, reduction_axes=1.0), r"reduction_axes=1.0 must be an int"),
+    (lambda: F.layer_norm(X, feature_axes=None), r"feature_axes=None must be an int"),
+    (lambda: F.instance_norm(X, feature_axes=-1.0), r"feature_axes=-1.0"),
+    (lambda: stats.moments(X, None), r"reduction_axes=None"),
+])
+def test_other_axis_arguments_of_the_wrong_type(call, pattern):
+  with pytest.raises(ValueError, match=pattern):
+    call()
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    ({"num_groups": 4.0}, r"num_groups must be a positive int; got num_groups=4.0"),
+    ({"num_groups": None, "group_size": 2.0}, r"group_size=2.0"),
+    ({"num_groups": True}, r"num_groups=True"),
+])
+def test_group_counts_of_the_wrong_type(kwargs, pattern):
+  """A float 4.0 divided the channels (8 % 4.0 == 0) and failed in jnp.reshape."""
+  with pytest.raises(ValueError, match=pattern):
+    F.group_norm(X, **kwargs)
+  with pytest.raises(ValueError, match=pattern):
+    normzoo.GroupNorm(**kwargs).init(jax.random.PRNGKey(0), X)
+
+
+def test_group_counts_of_the_wrong_type_in_evonorm():
+  from normzoo.norms.variants import evonorm
+  with pytest.raises(ValueError, match=r"num_groups=4.0"):
+    evonorm.EvoNormS0(num_groups=4.0).init(jax.random.PRNGKey(0), X)
+
+
+def test_fold_batch_norm_negative_variance():
+  from normzoo.norms.folding import fold_batch_norm
+  k, b = jnp.ones((3, 4)), jnp.zeros(4)
+  var = jnp.array([1.0, -0.5, 1.0, 1.0])
+  with pytest.raises(ValueError, match=r"var must be >= 0 .*var=-0.5 at index \(1,\)"):
+    fold_batch_norm(k, b, None, None, jnp.zeros(4), var)
+  with pytest.raises(ValueError, match=r"var must be >= 0"):
+    fold_batch_norm(k, b, None, None, jnp.zeros(4), jnp.array([1.0, jnp.nan, 1.0, 1.0]))
+  # Under jit the values are unknown at trace time: no error, the NaN is XLA's.
+  folded, _ = jax.jit(fold_batch_norm)(k, b, None, None, jnp.zeros(4), var)
+  assert np.isnan(np.asarray(folded)[:, 1]).all()
