@@ -113,12 +113,15 @@ def train_and_evaluate(config: Any, workdir: str, *,
   if main:
     os.makedirs(workdir, exist_ok=True)
   checkpointer = Checkpointer(workdir)
-  start_epoch = checkpointer.latest_epoch() or 0
-  if start_epoch > num_epochs:
-    raise ValueError(f"invalid config: {workdir} holds a checkpoint after {start_epoch} "
+  latest = checkpointer.latest_epoch() or 0
+  if latest > num_epochs:
+    raise ValueError(f"invalid config: {workdir} holds a checkpoint after {latest} "
                      f"epochs, more than num_epochs={num_epochs}; use another workdir")
+  # Verified restore: a damaged newest checkpoint falls back to the previous one.
+  start_epoch, state = checkpointer.restore_latest(state)
+  if start_epoch < latest:
+    checkpointer.discard_after(start_epoch)
   if start_epoch:
-    state = checkpointer.restore(state)
     logging.info("resumed from %s at epoch %d (step %d)", checkpointer.directory, start_epoch,
                  int(state.step))
   if main:
