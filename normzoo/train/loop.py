@@ -30,7 +30,7 @@ import jax
 from absl import logging
 
 from normzoo.data import epoch_batches, load_dataset, num_batches, prefetch_to_device
-from normzoo.train import build, distributed, host_memory, rundir
+from normzoo.train import build, distributed, divergence, host_memory, rundir
 from normzoo.train.checkpoint import Checkpointer
 from normzoo.train.evaluate import accumulate, evaluate, summarize
 from normzoo.train.metrics import MetricsWriter
@@ -140,6 +140,8 @@ def train_and_evaluate(config: Any, workdir: str, *,
                workdir, config.model, config.norm, config.dataset, extra["num_params"],
                mesh.size, steps_per_epoch)
   status, epochs, state = run.train(state, checkpointer, start_epoch)
+  if run.divergence_reason:
+    extra["divergence_reason"] = run.divergence_reason
   checkpointer.close()
   writer.close()
   result = make_result(config, status, writer.rows, epochs, run.wall_time(), extra)
@@ -167,6 +169,7 @@ class _Run:
     last = writer.last_row()
     self._wall_offset = float(last["wall_time_s"]) if last else 0.0
     self._start = time.time()
+    self.divergence_reason: str | None = None
 
   def wall_time(self) -> float:
     return self._wall_offset + time.time() - self._start
@@ -177,6 +180,7 @@ class _Run:
     eval_every = int(config.get("eval_every_epochs", 1))
     ckpt_every = int(config.checkpoint_every_epochs)
     log_every = int(config.get("log_every_steps", 0))
+    bound, check_every = divergence.loss_bound(config), divergence.check_every(config)
     sums, images, seconds = None, 0, 0.0
     first_step = True
     host_step = int(state.step)  # counted on the host: reading state.step would block
@@ -199,8 +203,8 @@ class _Run:
           partial = summarize(sums)
           logging.info("step %d: train loss %.4f accuracy %.4f", host_step,
                        partial["loss"], partial["accuracy"])
-          if not partial["finite"]:
-            break
+        if host_step % check_every == 0 and divergence.train_reason(summarize(sums), bound):
+          break  # the epoch-end check below records it
       train = summarize(sums)
       seconds += time.perf_counter() - tick
       row = {"epoch": epoch + 1, "step": host_step, "train_loss": train["loss"],
@@ -208,19 +212,30 @@ class _Run:
              "images_per_sec": images / seconds if images and seconds > 0 else None,
              "wall_time_s": self.wall_time(),
              "learning_rate": float(self.schedule(host_step - 1))}  # of the last step
-      if not train["finite"]:
+      self.divergence_reason = divergence.train_reason(train, bound)
+      if self.divergence_reason:
         self.writer.write({**row, "test_loss": None, "test_accuracy": None,
                            "test_accuracy_batch_stats": None, "status": "diverged"})
-        logging.warning("epoch %d: non-finite training loss; stopping (status diverged)",
-                        epoch + 1)
+        logging.warning("epoch %d: %s; stopping (status diverged)", epoch + 1,
+                        self.divergence_reason)
         return "diverged", epoch + 1, state
       if (epoch + 1) % eval_every == 0 or epoch + 1 == num_epochs:
         if self.precise_bn is not None:
           state = self.precise_bn(state)
+        best_before = max((r["test_accuracy"] for r in self.writer.rows
+                           if r.get("test_accuracy") is not None), default=None)
         row.update(self.evaluate(state))
         row["wall_time_s"] = self.wall_time()
+        self.divergence_reason = divergence.chance_reason(
+            row["test_accuracy"], best_before, self.dataset.num_classes)
+        if self.divergence_reason:
+          row["status"] = "diverged"
         self.writer.write(row)
         _log_row(row, num_epochs)
+        if self.divergence_reason:
+          logging.warning("epoch %d: %s; stopping (status diverged)", epoch + 1,
+                          self.divergence_reason)
+          return "diverged", epoch + 1, state
         sums, images, seconds = None, 0, 0.0
       if (ckpt_every and (epoch + 1) % ckpt_every == 0) or epoch + 1 == num_epochs:
         checkpointer.save(epoch + 1, state)

@@ -127,3 +127,47 @@ def test_non_finite_checkpoint_without_digests_is_refused(finished, tmp_path, ca
   result = _run(workdir)
   assert result["status"] == "done" and result["epochs"] == 2
   assert "non-finite arrays" in caplog.text
+
+
+def test_finite_but_huge_loss_is_diverged_with_the_reason(tmp_path):
+  """lr 1e4 with batch norm: a finite loss of ~1e15 at chance accuracy was recorded as done."""
+  workdir = str(tmp_path)
+  result = train_and_evaluate(
+      tiny_config(learning_rate=1e4, num_epochs=2, log_every_steps=2), workdir,
+      devices=jax.devices()[:1])
+  assert result["status"] == "diverged", result
+  # Caught at the first check (step 2, loss ~6e7), long before the loss overflows to NaN.
+  assert "above divergence_loss_bound=1000" in result["divergence_reason"]
+  with open(os.path.join(workdir, "result.json")) as f:
+    assert json.load(f)["divergence_reason"] == result["divergence_reason"]
+
+
+def test_loss_bound_is_checked_mid_epoch(tmp_path):
+  # Initial cross-entropy of 10 classes is ~2.3 > 0.5: stops at the first check (step 2).
+  result = train_and_evaluate(
+      tiny_config(divergence_loss_bound=0.5, log_every_steps=2), str(tmp_path),
+      devices=jax.devices()[:1])
+  assert result["status"] == "diverged" and result["epochs"] == 1
+  assert "above divergence_loss_bound=0.5" in result["divergence_reason"]
+  from normzoo.train.metrics import read_rows
+  rows = read_rows(str(tmp_path))
+  assert rows[-1]["status"] == "diverged" and rows[-1]["step"] == 2
+
+
+@pytest.mark.parametrize("bound", [0.0, -1.0])
+def test_bad_divergence_bound(tmp_path, bound):
+  with pytest.raises(ValueError, match=r"divergence_loss_bound"):
+    train_and_evaluate(tiny_config(divergence_loss_bound=bound), str(tmp_path))
+
+
+@pytest.mark.parametrize("accuracy,best,expected", [
+    (0.10, 0.85, True),    # learned, then collapsed to chance (10 classes)
+    (0.105, 0.85, True),
+    (0.12, 0.85, False),   # above 1.1x chance
+    (0.10, 0.15, False),   # never learned: a slow start is not divergence
+    (0.10, None, False),   # first evaluation
+    (None, 0.9, False),
+])
+def test_chance_collapse(accuracy, best, expected):
+  from normzoo.train import divergence
+  assert (divergence.chance_reason(accuracy, best, 10) is not None) == expected
