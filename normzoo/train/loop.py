@@ -30,7 +30,7 @@ import jax
 from absl import logging
 
 from normzoo.data import epoch_batches, load_dataset, num_batches, prefetch_to_device
-from normzoo.train import build, distributed, divergence, host_memory, rundir
+from normzoo.train import build, distributed, divergence, host_memory, rundir, runlock
 from normzoo.train.checkpoint import Checkpointer
 from normzoo.train.evaluate import accumulate, evaluate, summarize
 from normzoo.train.metrics import MetricsWriter
@@ -77,8 +77,20 @@ def train_and_evaluate(config: Any, workdir: str, *,
   Raises:
     ValueError: an invalid config value or unknown name (norm, model,
       dataset, optimizer, ...); ``normzoo.data.DataError`` (a ValueError)
-      for missing data.
+      for missing data; ``runlock.RunDirLocked`` (a ValueError) when another
+      live process is training in ``workdir``.
   """
+  locks: list[runlock.RunLock] = []
+  try:
+    return _train_and_evaluate(config, workdir, devices, locks)
+  finally:
+    for lock in locks:
+      lock.release()
+
+
+def _train_and_evaluate(config: Any, workdir: str, devices: Sequence[jax.Device] | None,
+                        locks: list) -> dict[str, Any]:
+  """The body of :func:`train_and_evaluate`; appends the run-directory lock it takes to ``locks``."""
   distributed.maybe_initialize(config)
   mesh = distributed.make_mesh(devices)
   validate_config(config, mesh.size)
@@ -112,6 +124,7 @@ def train_and_evaluate(config: Any, workdir: str, *,
 
   if main:
     os.makedirs(workdir, exist_ok=True)
+    locks.append(runlock.acquire(workdir))
   checkpointer = Checkpointer(workdir)
   latest = checkpointer.latest_epoch() or 0
   if latest > num_epochs:
