@@ -31,6 +31,7 @@ from absl import logging
 
 from normzoo.data import epoch_batches, load_dataset, num_batches, prefetch_to_device
 from normzoo.train import build, distributed, divergence, host_memory, rundir, runlock
+from normzoo.train.dispatch import InflightLimit, max_inflight_steps
 from normzoo.train.checkpoint import Checkpointer
 from normzoo.train.evaluate import accumulate, evaluate, summarize
 from normzoo.train.metrics import MetricsWriter
@@ -171,6 +172,7 @@ class _Run:
   def __init__(self, config, dataset, mesh, model, schedule, writer: MetricsWriter):
     self.config, self.dataset, self.schedule, self.writer = config, dataset, schedule, writer
     self.batch_size = int(config.batch_size)
+    self.max_inflight = max_inflight_steps(mesh.size)  # the 8-CPU-device hang (dispatch.py)
     self.sharding = distributed.batch_sharding(mesh)
     self.precise_bn = make_precise_bn(config, model, mesh, dataset, self.sharding)
     smoothing = float(config.get("label_smoothing", 0.0))
@@ -197,6 +199,7 @@ class _Run:
     sums, images, seconds = None, 0, 0.0
     first_step = True
     host_step = int(state.step)  # counted on the host: reading state.step would block
+    inflight = InflightLimit(self.max_inflight)
     for epoch in range(start_epoch, num_epochs):
       batches = epoch_batches(self.dataset.train, self.batch_size, seed=int(config.seed),
                               epoch=epoch, process_index=jax.process_index(),
@@ -204,6 +207,7 @@ class _Run:
       tick = time.perf_counter()
       for batch in prefetch_to_device(batches, size=2, sharding=self.sharding):
         state, metrics = self.train_step(state, *batch)
+        inflight.add(metrics)
         sums = accumulate(sums, metrics)
         host_step += 1
         if first_step:
