@@ -77,7 +77,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Bookkeeping.
   c.eval_every_epochs = 1
   c.checkpoint_every_epochs = 1  # 0 = only at the end
-  c.log_every_steps = 0          # >0: log (and check for divergence) every N steps
+  c.log_every_steps = 0          # >0: log (and check for divergence) every N steps (else 100)
+  c.divergence_loss_bound = 1e3  # mean train loss above this = diverged (normzoo/train/divergence.py)
   # CPU: keep large buffers in the process heap instead of page-faulting them
   # in on every step (1.1-1.5x images/s; normzoo/train/host_memory.py).
   c.tune_host_allocator = True

@@ -21,32 +21,63 @@ Array = jax.Array
 
 def canonical_axes(axes: int | Iterable[int], ndim: int, name: str,
                    shape: Sequence[int] | None = None) -> tuple[int, ...]:
-  """Sorted, deduplicated non-negative axes; ValueError naming ``name`` if not valid axes."""
-  where = f"shape {tuple(shape)}" if shape is not None else f"rank {ndim}"
-  valid = f"valid axes are {-ndim}..{ndim - 1}"
+  """Sorted, deduplicated non-negative axes; ValueError naming ``name`` if out of range."""
   if _is_int(axes):
     axes = (int(axes),)
-  elif axes is None or isinstance(axes, (str, bytes)) or not isinstance(axes, Iterable):
-    raise ValueError(f"{name}={axes!r} is not an axis: pass an int or a sequence of ints for "
-                     f"an input of {where} ({valid})")
+  elif not isinstance(axes, Iterable) or isinstance(axes, (str, bytes)):
+    # None, 1.0, "x": today these would fail as a TypeError deep inside jnp.
+    raise ValueError(f"{name}={axes!r} must be an int or a sequence of ints (axes of an input of "
+                     f"rank {ndim})")
   result = []
   for axis in axes:
     if not _is_int(axis):
-      raise ValueError(f"{name}={axis!r} is not an int axis (input of {where}; {valid})")
+      raise ValueError(f"{name} must contain ints; got {name}={axis!r} in {axes!r}")
     if not -ndim <= axis < ndim:
-      raise ValueError(f"{name}={axis!r} is out of range for an input of {where} ({valid})")
+      where = f"shape {tuple(shape)}" if shape is not None else f"rank {ndim}"
+      raise ValueError(
+          f"{name}={axis!r} is out of range for an input of {where} "
+          f"(valid axes are {-ndim}..{ndim - 1})")
     result.append(int(axis) % ndim)
   return tuple(sorted(set(result)))
 
 
 def _is_int(value: Any) -> bool:
+  """Python or NumPy integer, but not bool (True is an int in Python, never a meant axis/count)."""
   return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def check_positive_int(name: str, value: Any) -> None:
-  """ValueError unless ``value`` is an int >= 1 (a float such as 4.0 is refused, not truncated)."""
+  """ValueError unless ``value`` is an integer >= 1 (a float 4.0 would reach jnp.reshape)."""
   if not _is_int(value) or value < 1:
     raise ValueError(f"{name} must be a positive int; got {name}={value!r}")
+
+
+def check_nonempty_reduction(name: str, shape: Sequence[int], stat_axes: Sequence[int]) -> None:
+  """Refuses statistics over zero elements (mean 0/0 = NaN), e.g. a (0, C) training batch.
+
+  Unlike a count of one this is known statically whatever ``axis_name`` and
+  ``mask``: every device of a pmap/shard_map sees the same local shape.
+  """
+  if stat_axes and math.prod(shape[a] for a in stat_axes) == 0:
+    raise ValueError(
+        f"{name} computes statistics over axes {tuple(stat_axes)} of an input of shape "
+        f"{tuple(shape)}, which hold no elements (the mean would be 0/0 = NaN)")
+
+
+def check_nonnegative_if_concrete(name: str, value: Any) -> None:
+  """ValueError if a concrete (non-traced) ``value`` has a negative or NaN entry.
+
+  Under jit the values are unknown at trace time, so traced inputs pass.
+  """
+  if value is None or isinstance(value, jax.core.Tracer):
+    return
+  v = np.asarray(value, dtype=np.float64)
+  bad = ~(v >= 0)
+  if bad.any():
+    first = v[bad].flat[0]
+    raise ValueError(f"{name} must be >= 0 (a variance); got {int(bad.sum())} negative or NaN "
+                     f"entries, e.g. {name}={float(first)!r} at index "
+                     f"{tuple(int(i) for i in np.argwhere(bad)[0])}")
 
 
 def check_epsilon(epsilon: float) -> None:
@@ -94,26 +125,15 @@ def check_feature_params(name: str, param: Any, expected: Sequence[int]) -> None
 def check_not_single_value(name: str, shape: Sequence[int], stat_axes: Sequence[int],
                            axis_name: Any, mask: Any,
                            hint: str = "Use a larger batch or use_running_average=True") -> None:
-  """Refuses training-mode statistics of zero values (empty input) or of one value each.
+  """Refuses training-mode statistics of one value each (variance 0: the output is the bias).
 
-  One value each gives variance 0 (the output is the bias). With
-  ``axis_name`` or a ``mask`` that count is only known at run time, so those
-  cases are let through; zero values are refused always.
+  With ``axis_name`` or a ``mask`` the count is only known at run time, so
+  those cases are let through.
   """
-  check_nonempty(name, shape, stat_axes)
   if axis_name is None and mask is None and math.prod(shape[a] for a in stat_axes) == 1:
     raise ValueError(
         f"{name} in training mode on an input of shape {tuple(shape)} computes each statistic "
         f"from a single value (variance 0, output = bias). {hint}")
-
-
-def check_nonempty(name: str, shape: Sequence[int], stat_axes: Sequence[int]) -> None:
-  """ValueError if the statistics would be taken over zero elements (a mean of nothing is NaN)."""
-  empty = [a for a in stat_axes if shape[a] == 0]
-  if empty:
-    raise ValueError(f"{name}: the statistics over axes {tuple(stat_axes)} of an input of shape "
-                     f"{tuple(shape)} would be taken over zero elements (axis {empty[0]} has size "
-                     f"0); an empty batch has no mean or variance")
 
 
 def hashable_groups(axis_index_groups: Any) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from normzoo.norms import _checks
@@ -52,12 +51,8 @@ def fold_batch_norm(kernel: Array, bias: Array | None, scale: Array | None,
     if value is not None and tuple(jnp.shape(value)) != c:
       raise ValueError(f"fold_batch_norm: {name} has shape {tuple(jnp.shape(value))} but the "
                        f"kernel has {c[0]} output features (its last axis)")
-  if not isinstance(var, jax.core.Tracer):
-    concrete = np.asarray(var)
-    if np.any(~(concrete >= 0)):  # also catches NaN
-      bad = concrete[~(concrete >= 0)]
-      raise ValueError(f"fold_batch_norm: var must be >= 0 (a variance); got {bad.size} invalid "
-                       f"entries, e.g. var={float(bad.flat[0])!r}: the folded kernel would be NaN")
+  # A negative variance gives NaN kernels through rsqrt; caught here when concrete.
+  _checks.check_nonnegative_if_concrete("var", var)
   dtype = stat_dtype(kernel.dtype)
   a = lax.rsqrt(jnp.asarray(var, dtype) + epsilon)
   if scale is not None:

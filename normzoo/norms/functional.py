@@ -42,6 +42,7 @@ def _per_example_norm(x, scale, bias, stat_axes, feature_axes, *, epsilon, axis_
                       axis_index_groups, mask, use_fast_variance, dtype) -> Array:
   """Shared body of layer and instance norm: statistics over ``stat_axes``."""
   _checks.check_epsilon(epsilon)
+  _checks.check_nonempty_reduction("the per-example norm", x.shape, stat_axes)
   _checks.check_mask(mask, x.shape)
   _checks.check_axis_name(axis_name)
   feature_shape = tuple(x.shape[a] for a in feature_axes)
@@ -116,6 +117,7 @@ def batch_norm(x: Array, scale: Array | None = None, bias: Array | None = None,
     return y, mean, var
 
   _checks.check_axis_name(axis_name)
+  _checks.check_nonempty_reduction("batch_norm (training mode)", x.shape, reduction_axes)
   _checks.check_not_single_value(
       "batch_norm", x.shape, reduction_axes, axis_name, mask,
       hint="Use a batch of more than one example, use_running_average=True, or a per-example "
@@ -192,18 +194,17 @@ def instance_norm(x: Array, scale: Array | None = None, bias: Array | None = Non
 
 def resolve_num_groups(channels: int, num_groups: int | None, group_size: int | None) -> int:
   """Number of groups from exactly one of ``num_groups`` / ``group_size``, validated."""
-  for name, value in (("num_groups", num_groups), ("group_size", group_size)):
-    if value is not None:
-      _checks.check_positive_int(name, value)
   if (num_groups is None) == (group_size is None):
     raise ValueError(
         f"group norm needs exactly one of num_groups / group_size; got num_groups={num_groups!r}, "
         f"group_size={group_size!r} (to give group_size, also pass num_groups=None)")
   if group_size is not None:
+    _checks.check_positive_int("group_size", group_size)
     if group_size <= 0 or channels % group_size:
       raise ValueError(f"group_size={group_size} does not divide the number of channels "
                        f"({channels})")
     return channels // group_size
+  _checks.check_positive_int("num_groups", num_groups)
   if num_groups <= 0 or channels % num_groups:
     raise ValueError(f"num_groups={num_groups} does not divide the number of channels "
                      f"({channels})")
@@ -234,6 +235,7 @@ def group_norm(x: Array, scale: Array | None = None, bias: Array | None = None, 
   channels = x.shape[-1]
   groups = resolve_num_groups(channels, num_groups, group_size)
   _checks.check_epsilon(epsilon)
+  _checks.check_nonempty_reduction("group_norm", x.shape, axes)
   _checks.check_mask(mask, x.shape)
   _checks.check_axis_name(axis_name)
   _checks.check_feature_params("scale", scale, (channels,))

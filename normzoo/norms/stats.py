@@ -357,7 +357,7 @@ def moments(x: Array, reduction_axes: int | Sequence[int], *, axis_name: Any = N
     without ``reduction_axes``.
   """
   axes = _checks.canonical_axes(reduction_axes, x.ndim, "reduction_axes", x.shape)
-  _checks.check_nonempty("moments", x.shape, axes)
+  _checks.check_nonempty_reduction("moments", x.shape, axes)
   _checks.check_mask(mask, x.shape)
   _checks.check_axis_name(axis_name)
   mean, var, _ = reduced_moments_across(x, axes, axis_name=axis_name,

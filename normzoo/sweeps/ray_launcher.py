@@ -83,7 +83,15 @@ class RayLauncher:
       raise ValueError("--launcher=ray needs Ray: pip install 'normzoo[ray]'") from None
     self._ray = ray
     if not ray.is_initialized():
-      ray.init(address=address, **(init_kwargs or {}))
+      try:
+        ray.init(address=address, **(init_kwargs or {}))
+      except ConnectionError as e:
+        # Ray's own traceback says nothing of normzoo's flags; one line does.
+        raise ValueError(
+            f"--launcher=ray: no Ray cluster at --ray_address={address} "
+            f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); start one with "
+            f"`ray start --head` (and `ray start --address=HEAD:6379` on the other nodes), or "
+            f"pass --ray_address=local to start a single-machine cluster for this sweep") from None
     self._task = ray.remote(max_retries=0, **parse_resources(resources_per_run))(
         _execute_on_node)
 

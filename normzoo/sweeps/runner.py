@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from typing import Any, Callable
 
 from normzoo.sweeps.spec import Overrides, Sweep, apply_overrides, load_sweep
 from normzoo.train import rundir
+from normzoo.train.runlock import RunDirLocked
 
 MANIFEST = "sweep.json"
 LOG_FILE = "log.txt"
@@ -76,12 +78,40 @@ def run_one(sweep_path: str, run_name: str, sweep_workdir: str) -> dict[str, Any
     from normzoo.train import train_and_evaluate
     config = apply_overrides(sweep.base, run.overrides)
     return train_and_evaluate(config, run.workdir)
+  except RunDirLocked as e:
+    # Another live worker owns this run (e.g. one left by a killed sweep): its
+    # result.json is its own to write, so this attempt records nothing there.
+    print(f"error: {e}", file=sys.stderr)
+    return {"status": "failed", "error": f"{type(e).__name__}: {e}", "overrides": run.overrides}
   except Exception as e:  # recorded, so that one bad run does not stop the sweep
     traceback.print_exc()
     result = {"status": "failed", "error": f"{type(e).__name__}: {e}",
               "overrides": run.overrides}
     rundir.write_result(run.workdir, result)
     return result
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+  """A ``preexec_fn``: on Linux the child gets SIGKILL when the sweep process dies.
+
+  Without it a SIGKILLed sweep leaves its workers running, re-parented to
+  PID 1, and a re-run starts a second worker on the same run. (The kernel
+  sends the signal when the forking *thread* exits; the launcher's thread
+  waits in :func:`call_worker` for the whole life of the child.)
+  """
+  def preexec() -> None:
+    if sys.platform.startswith("linux"):
+      import ctypes  # pylint: disable=import-outside-toplevel
+      pr_set_pdeathsig = 1
+      ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the sweep died between fork and prctl
+      os._exit(1)
+  return preexec
+
+
+def call_worker(cmd: list[str], **kwargs: Any) -> int:
+  """``subprocess.call`` whose child dies with this process (see :func:`_die_with_parent`)."""
+  return subprocess.call(cmd, preexec_fn=_die_with_parent(os.getpid()), **kwargs)
 
 
 class LocalLauncher:
@@ -103,7 +133,7 @@ class LocalLauncher:
     cmd = [sys.executable, "-m", "normzoo.sweeps.worker", f"--sweep={sweep.path}",
            f"--run={run.name}", f"--workdir={sweep_workdir}"]
     with open(os.path.join(run.workdir, LOG_FILE), "a") as log:
-      code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+      code = call_worker(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
     result = rundir.read_result(run.workdir)
     if result is None or (code != 0 and result.get("status") != "failed"):
       # Killed before it could say anything: its checkpoints stay for a resume.

@@ -9,6 +9,7 @@ import numpy as np
 from jax.sharding import Sharding
 
 from normzoo.data import Split, epoch_batches, prefetch_to_device
+from normzoo.train.dispatch import InflightLimit, max_inflight_steps
 from normzoo.train.state import TrainState
 
 Metrics = dict[str, jax.Array]
@@ -57,6 +58,9 @@ def evaluate(eval_step: Callable[..., Metrics], state: TrainState, split: Split,
                           drop_remainder=not full_coverage, process_index=jax.process_index(),
                           process_count=jax.process_count())
   sums = None
+  inflight = InflightLimit(max_inflight_steps(len(sharding.device_set)))
   for images, labels, mask in prefetch_to_device(batches, size=2, sharding=sharding):
-    sums = accumulate(sums, eval_step(state, images, labels, mask))
+    metrics = eval_step(state, images, labels, mask)
+    inflight.add(metrics)
+    sums = accumulate(sums, metrics)
   return summarize(sums)

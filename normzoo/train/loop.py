@@ -30,7 +30,8 @@ import jax
 from absl import logging
 
 from normzoo.data import epoch_batches, load_dataset, num_batches, prefetch_to_device
-from normzoo.train import build, distributed, host_memory, rundir
+from normzoo.train import build, distributed, divergence, host_memory, rundir, runlock
+from normzoo.train.dispatch import InflightLimit, max_inflight_steps
 from normzoo.train.checkpoint import Checkpointer
 from normzoo.train.evaluate import accumulate, evaluate, summarize
 from normzoo.train.metrics import MetricsWriter
@@ -77,8 +78,20 @@ def train_and_evaluate(config: Any, workdir: str, *,
   Raises:
     ValueError: an invalid config value or unknown name (norm, model,
       dataset, optimizer, ...); ``normzoo.data.DataError`` (a ValueError)
-      for missing data.
+      for missing data; ``runlock.RunDirLocked`` (a ValueError) when another
+      live process is training in ``workdir``.
   """
+  locks: list[runlock.RunLock] = []
+  try:
+    return _train_and_evaluate(config, workdir, devices, locks)
+  finally:
+    for lock in locks:
+      lock.release()
+
+
+def _train_and_evaluate(config: Any, workdir: str, devices: Sequence[jax.Device] | None,
+                        locks: list) -> dict[str, Any]:
+  """The body of :func:`train_and_evaluate`; appends the run-directory lock it takes to ``locks``."""
   distributed.maybe_initialize(config)
   mesh = distributed.make_mesh(devices)
   validate_config(config, mesh.size)
@@ -112,13 +125,17 @@ def train_and_evaluate(config: Any, workdir: str, *,
 
   if main:
     os.makedirs(workdir, exist_ok=True)
+    locks.append(runlock.acquire(workdir))
   checkpointer = Checkpointer(workdir)
-  start_epoch = checkpointer.latest_epoch() or 0
-  if start_epoch > num_epochs:
-    raise ValueError(f"invalid config: {workdir} holds a checkpoint after {start_epoch} "
+  latest = checkpointer.latest_epoch() or 0
+  if latest > num_epochs:
+    raise ValueError(f"invalid config: {workdir} holds a checkpoint after {latest} "
                      f"epochs, more than num_epochs={num_epochs}; use another workdir")
+  # Verified restore: a damaged newest checkpoint falls back to the previous one.
+  start_epoch, state = checkpointer.restore_latest(state)
+  if start_epoch < latest:
+    checkpointer.discard_after(start_epoch)
   if start_epoch:
-    state = checkpointer.restore(state)
     logging.info("resumed from %s at epoch %d (step %d)", checkpointer.directory, start_epoch,
                  int(state.step))
   if main:
@@ -137,6 +154,8 @@ def train_and_evaluate(config: Any, workdir: str, *,
                workdir, config.model, config.norm, config.dataset, extra["num_params"],
                mesh.size, steps_per_epoch)
   status, epochs, state = run.train(state, checkpointer, start_epoch)
+  if run.divergence_reason:
+    extra["divergence_reason"] = run.divergence_reason
   checkpointer.close()
   writer.close()
   result = make_result(config, status, writer.rows, epochs, run.wall_time(), extra)
@@ -153,6 +172,7 @@ class _Run:
   def __init__(self, config, dataset, mesh, model, schedule, writer: MetricsWriter):
     self.config, self.dataset, self.schedule, self.writer = config, dataset, schedule, writer
     self.batch_size = int(config.batch_size)
+    self.max_inflight = max_inflight_steps(mesh.size)  # the 8-CPU-device hang (dispatch.py)
     self.sharding = distributed.batch_sharding(mesh)
     self.precise_bn = make_precise_bn(config, model, mesh, dataset, self.sharding)
     smoothing = float(config.get("label_smoothing", 0.0))
@@ -164,6 +184,7 @@ class _Run:
     last = writer.last_row()
     self._wall_offset = float(last["wall_time_s"]) if last else 0.0
     self._start = time.time()
+    self.divergence_reason: str | None = None
 
   def wall_time(self) -> float:
     return self._wall_offset + time.time() - self._start
@@ -174,9 +195,11 @@ class _Run:
     eval_every = int(config.get("eval_every_epochs", 1))
     ckpt_every = int(config.checkpoint_every_epochs)
     log_every = int(config.get("log_every_steps", 0))
+    bound, check_every = divergence.loss_bound(config), divergence.check_every(config)
     sums, images, seconds = None, 0, 0.0
     first_step = True
     host_step = int(state.step)  # counted on the host: reading state.step would block
+    inflight = InflightLimit(self.max_inflight)
     for epoch in range(start_epoch, num_epochs):
       batches = epoch_batches(self.dataset.train, self.batch_size, seed=int(config.seed),
                               epoch=epoch, process_index=jax.process_index(),
@@ -184,6 +207,7 @@ class _Run:
       tick = time.perf_counter()
       for batch in prefetch_to_device(batches, size=2, sharding=self.sharding):
         state, metrics = self.train_step(state, *batch)
+        inflight.add(metrics)
         sums = accumulate(sums, metrics)
         host_step += 1
         if first_step:
@@ -196,8 +220,8 @@ class _Run:
           partial = summarize(sums)
           logging.info("step %d: train loss %.4f accuracy %.4f", host_step,
                        partial["loss"], partial["accuracy"])
-          if not partial["finite"]:
-            break
+        if host_step % check_every == 0 and divergence.train_reason(summarize(sums), bound):
+          break  # the epoch-end check below records it
       train = summarize(sums)
       seconds += time.perf_counter() - tick
       row = {"epoch": epoch + 1, "step": host_step, "train_loss": train["loss"],
@@ -205,19 +229,30 @@ class _Run:
              "images_per_sec": images / seconds if images and seconds > 0 else None,
              "wall_time_s": self.wall_time(),
              "learning_rate": float(self.schedule(host_step - 1))}  # of the last step
-      if not train["finite"]:
+      self.divergence_reason = divergence.train_reason(train, bound)
+      if self.divergence_reason:
         self.writer.write({**row, "test_loss": None, "test_accuracy": None,
                            "test_accuracy_batch_stats": None, "status": "diverged"})
-        logging.warning("epoch %d: non-finite training loss; stopping (status diverged)",
-                        epoch + 1)
+        logging.warning("epoch %d: %s; stopping (status diverged)", epoch + 1,
+                        self.divergence_reason)
         return "diverged", epoch + 1, state
       if (epoch + 1) % eval_every == 0 or epoch + 1 == num_epochs:
         if self.precise_bn is not None:
           state = self.precise_bn(state)
+        best_before = max((r["test_accuracy"] for r in self.writer.rows
+                           if r.get("test_accuracy") is not None), default=None)
         row.update(self.evaluate(state))
         row["wall_time_s"] = self.wall_time()
+        self.divergence_reason = divergence.chance_reason(
+            row["test_accuracy"], best_before, self.dataset.num_classes)
+        if self.divergence_reason:
+          row["status"] = "diverged"
         self.writer.write(row)
         _log_row(row, num_epochs)
+        if self.divergence_reason:
+          logging.warning("epoch %d: %s; stopping (status diverged)", epoch + 1,
+                          self.divergence_reason)
+          return "diverged", epoch + 1, state
         sums, images, seconds = None, 0, 0.0
       if (ckpt_every and (epoch + 1) % ckpt_every == 0) or epoch + 1 == num_epochs:
         checkpointer.save(epoch + 1, state)

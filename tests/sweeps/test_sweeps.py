@@ -150,3 +150,39 @@ def test_shipped_sweep_files_load():
 def test_report_needs_a_sweep_directory(tmp_path):
   with pytest.raises(ValueError, match="not a sweep directory"):
     report.write_report(str(tmp_path))
+
+
+_SWEEP_PARENT = """
+import subprocess, sys, threading
+from normzoo.sweeps.runner import call_worker
+cmd = [sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(120)"]
+threading.Thread(target=call_worker, args=(cmd,), daemon=True).start()  # as the launcher's pool
+threading.Event().wait()
+"""
+
+
+def test_workers_die_with_a_killed_sweep():
+  """SIGKILL of the sweep process left its worker running, re-parented to PID 1."""
+  import signal
+  import subprocess
+  import sys
+  import time
+  parent = subprocess.Popen([sys.executable, "-c", _SWEEP_PARENT], stdout=subprocess.PIPE,
+                            text=True)
+  worker_pid = int(parent.stdout.readline())
+  os.kill(worker_pid, 0)  # alive
+  parent.send_signal(signal.SIGKILL)
+  parent.wait()
+  deadline = time.time() + 30
+  while time.time() < deadline:
+    try:
+      os.kill(worker_pid, 0)
+    except ProcessLookupError:
+      return
+    # A zombie re-parented to init is reaped quickly; a live worker keeps running.
+    with open(f"/proc/{worker_pid}/stat") as f:
+      if f.read().split()[2] == "Z":
+        return
+    time.sleep(0.1)
+  os.kill(worker_pid, signal.SIGKILL)
+  raise AssertionError(f"worker {worker_pid} outlived its sweep")
