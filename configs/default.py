@@ -60,6 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.norm_position = "before_activation"   # before_activation | after_activation
   c.sync_batch_stats = True      # batch statistics over the global batch (False: per device)
   c.kernel_init_scale = 1.0
+  c.dropout_rate = 0.0           # dropout before the head (and the MLP's inner dense layers)
   c.conv = "standard"            # standard | ws (weight-standardized; pairs with group norm)
   c.precise_bn_batches = 0       # >0: PreciseBN over this many train batches before each eval
   c.half_precision = False       # bf16 compute; params and norm statistics stay float32

@@ -51,7 +51,7 @@ class MnistCNN(ModelBase):
     x = x.reshape((x.shape[0], -1))
     if self.hidden_units:
       x = nn.relu(dense(self, x, self.hidden_units, name="dense_0"))
-    return logits(self, x, self.num_classes)
+    return logits(self, x, self.num_classes, train)
 
 
 class MnistCNNSmall(MnistCNN):
@@ -93,4 +93,4 @@ class CifarCNN(ModelBase):
     x = dense(self, x, self.hidden_units, name="dense_0",
               use_bias=not norm_follows(self, dense_norm))
     x = norm_act(self, x, train, name="dense_norm_0", norm=dense_norm)
-    return logits(self, x, self.num_classes)
+    return logits(self, x, self.num_classes, train)
