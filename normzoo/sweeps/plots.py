@@ -244,8 +244,9 @@ def write_plots(workdir: str, summaries: list[dict[str, Any]], spec: dict[str, A
   """Writes every applicable figure into ``workdir``; returns their file names."""
   written = []
   final = os.path.join(workdir, "final_accuracy.png")
-  if final_accuracy_plot(final, summaries, spec) or (
-      not spec.get("x") and final_bars_plot(final, summaries)):
+  # Cells without the x field (controls such as group norm beside a swept
+  # ghost-batch size) make the x-axis plot impossible: bars instead.
+  if final_accuracy_plot(final, summaries, spec) or final_bars_plot(final, summaries):
     written.append("final_accuracy.png")
   metric = curve_metric(summaries)
   if curves_plot(os.path.join(workdir, "curves.png"), summaries, metric=metric):

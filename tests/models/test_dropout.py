@@ -1,4 +1,4 @@
-"""dropout_rate: active in training mode only, unbiased, plumbed through the train step."""
+"""Dense-layer options: dropout_rate (training mode only, unbiased, per-step masks) and flatten_norm."""
 
 import jax
 import jax.numpy as jnp
@@ -74,3 +74,17 @@ def test_train_step_draws_new_masks_and_batch_stats_eval_has_no_dropout():
   without = make_eval_step(model.clone(dropout_rate=0.0), mesh,
                            batch_statistics=True)(state, *batch)
   assert float(with_dropout["loss_sum"]) == float(without["loss_sum"])
+
+
+def test_flatten_norm_normalizes_what_the_dense_layers_see():
+  model, variables, x = _init("mnist_cnn", 0.0)
+  with_norm = get_model("mnist_cnn", norm=normzoo.get_norm("none"), flatten_norm="layer",
+                        **SMALL["mnist_cnn"][0])
+  v = with_norm.init(jax.random.PRNGKey(0), x, train=False)
+  assert "flatten_norm" in v["params"]
+  _, state = with_norm.apply(v, x, train=False, capture_intermediates=True, mutable=True)
+  out = np.asarray(state["intermediates"]["flatten_norm"]["__call__"][0], np.float64)
+  np.testing.assert_allclose(out.mean(-1), 0.0, atol=1e-5)
+  np.testing.assert_allclose(out.std(-1), 1.0, atol=1e-2)
+  with pytest.raises(ValueError, match="unknown"):
+    get_model("mnist_cnn", flatten_norm="nope").init(jax.random.PRNGKey(0), x, train=False)
