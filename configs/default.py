@@ -33,6 +33,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.data_dir = ""                # '' = system location (Fashion-MNIST) or none
   c.train_examples = 0           # 0 = all; else a random subset of this size
   c.test_examples = 0
+  # Held out of the training split for model selection and steps-to-target
+  # (normzoo/data/loader.py): the same images for every seed, disjoint from
+  # the training examples. 0 = none (then evaluations use the test set).
+  # configs/fashion_mnist.py holds out 5,000 of the 60,000 training images.
+  # With a validation split the test set is evaluated only at the end.
+  c.validation_examples = 0
 
   # Model and normalizer.
   c.model = "mnist_cnn"          # mnist_cnn | mnist_cnn_small | cifar_cnn | resnet20 | resnet18 | mlp
@@ -54,6 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.norm_position = "before_activation"   # before_activation | after_activation
   c.sync_batch_stats = True      # batch statistics over the global batch (False: per device)
   c.kernel_init_scale = 1.0
+  c.dropout_rate = 0.0           # dropout before the head (and the MLP's inner dense layers)
   c.conv = "standard"            # standard | ws (weight-standardized; pairs with group norm)
   c.precise_bn_batches = 0       # >0: PreciseBN over this many train batches before each eval
   c.half_precision = False       # bf16 compute; params and norm statistics stay float32
@@ -78,7 +85,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_every_epochs = 1
   c.checkpoint_every_epochs = 1  # 0 = only at the end
   c.log_every_steps = 0          # >0: log (and check for divergence) every N steps (else 100)
-  c.divergence_loss_bound = 1e3  # mean train loss above this = diverged (normzoo/train/divergence.py)
+  # A mean train loss above this counts as diverged (normzoo/train/divergence.py).
+  c.divergence_loss_bound = 1e3
+  # >0: evaluate (validation split, else test) every N steps, and at step 0,
+  # instead of every eval_every_epochs; metrics.jsonl rows carry the step.
+  c.eval_every_steps = 0
   # CPU: keep large buffers in the process heap instead of page-faulting them
   # in on every step (1.1-1.5x images/s; normzoo/train/host_memory.py).
   c.tune_host_allocator = True

@@ -44,12 +44,15 @@ class Dataset:
     train, test: the splits.
     num_classes: labels lie in ``[0, num_classes)``.
     augment: ``'none'`` or ``'crop_flip'``; pass to :func:`augment_batch`.
+    validation: examples held out of the training set (``None`` when
+      ``config.validation_examples`` is 0); disjoint from ``train``.
   """
   name: str
   train: Split
   test: Split
   num_classes: int
   augment: str
+  validation: Split | None = None
 
   @property
   def image_shape(self) -> tuple[int, int, int]:

@@ -11,6 +11,11 @@ same keys/attributes; all but ``dataset`` are optional):
   subset of this size, chosen from ``seed`` (train and test independently;
   a size above the split's size keeps everything). For ``synthetic`` they are
   the generated sizes (0 = 8192 / 2048).
+* ``validation_examples`` (default 0 = none): hold this many training
+  examples out as ``Dataset.validation``. The held-out indices depend only on
+  the training split's size and count, NOT on ``seed``, so every seed of a
+  sweep validates on the same images; ``train_examples`` then subsamples the
+  remaining ones (never a held-out image).
 * ``seed`` (default 0).
 * ``synthetic_image_shape`` (default ``(28, 28, 1)``) and
   ``synthetic_num_classes`` (default 10): only for ``synthetic``.
@@ -59,25 +64,32 @@ def load_dataset(config: Any) -> Dataset:
   seed = int(_field(config, "seed", 0))
   counts = {split: int(_field(config, f"{split}_examples", 0) or 0)
             for split in ("train", "test")}
-  for split, count in counts.items():
+  num_validation = int(_field(config, "validation_examples", 0) or 0)
+  for split, count in {**counts, "validation": num_validation}.items():
     if count < 0:
       raise ValueError(f"config.{split}_examples must be >= 0 (0 = all), got {count}")
 
   if spec.native_format == "synthetic":
     num_classes = int(_field(config, "synthetic_num_classes", spec.num_classes))
+    num_train = counts["train"] or synthetic.DEFAULT_TRAIN
+    # Validation is generated on top of the requested training size, then held out.
     train, test = synthetic.make_synthetic(
-        seed,
-        num_train=counts["train"] or synthetic.DEFAULT_TRAIN,
+        seed, num_train=num_train + num_validation,
         num_test=counts["test"] or synthetic.DEFAULT_TEST,
         image_shape=tuple(_field(config, "synthetic_image_shape", (28, 28, 1))),
         num_classes=num_classes)
-    return Dataset(spec.name, train, test, num_classes, spec.augment)
+    train, validation = hold_out(train, num_validation, 0, seed)
+    return Dataset(spec.name, train, test, num_classes, spec.augment, validation)
 
   use_tfds, data_dir = choose_source(spec, forced_tfds, str(_field(config, "data_dir", "") or ""))
-  splits = {}
+  splits: dict[str, Split | None] = {"validation": None}
   for split, count in counts.items():
     def pick(n: int, count=count, split=split) -> np.ndarray | None:
       return subsample_indices(n, count, seed, _SUBSAMPLE_STREAMS[split])
+
+    if split == "train" and num_validation:
+      # Hold out first (from the whole split), then subsample the rest.
+      pick = lambda n: None  # noqa: E731
 
     if use_tfds:
       images, labels = tfds_source.load_tfds_split(spec.tfds_name, data_dir, split, pick)
@@ -88,7 +100,41 @@ def load_dataset(config: Any) -> Dataset:
         images, labels = images[keep], labels[keep]
     _check_labels(labels, spec, data_dir, split)
     splits[split] = Split(normalize(images, spec, data_dir), labels)
-  return Dataset(spec.name, splits["train"], splits["test"], spec.num_classes, spec.augment)
+    if split == "train" and num_validation:
+      splits["train"], splits["validation"] = hold_out(splits["train"], num_validation,
+                                                       count, seed)
+  return Dataset(spec.name, splits["train"], splits["test"], spec.num_classes, spec.augment,
+                 splits["validation"])
+
+
+def validation_indices(n: int, count: int) -> np.ndarray:
+  """Sorted indices of the ``count`` held-out examples of an ``n``-example training split.
+
+  A function of ``(n, count)`` only (a fixed stream, not the run's seed), so
+  runs that differ in seed or norm validate on the same examples.
+  """
+  if count >= n:
+    raise ValueError(f"config.validation_examples={count} must be smaller than the "
+                     f"{n} training examples")
+  return np.sort(rng_for(0, Stream.VALIDATION, n).choice(n, size=count, replace=False))
+
+
+def hold_out(train: Split, num_validation: int, train_examples: int,
+             seed: int) -> tuple[Split, Split | None]:
+  """Splits ``train`` into (training, validation) disjointly; ``(train, None)`` for 0.
+
+  The remaining training examples keep their order, then ``train_examples``
+  (0 = all) of them are subsampled with ``seed``.
+  """
+  if not num_validation:
+    return train, None
+  held = validation_indices(len(train), num_validation)
+  rest = np.setdiff1d(np.arange(len(train)), held, assume_unique=True)
+  keep = subsample_indices(len(rest), train_examples, seed, Stream.SUBSAMPLE_TRAIN)
+  if keep is not None:
+    rest = rest[keep]
+  return (Split(train.images[rest], train.labels[rest]),
+          Split(train.images[held], train.labels[held]))
 
 
 def choose_source(spec: DatasetSpec, forced_tfds: bool, data_dir: str) -> tuple[bool, str]:

@@ -20,6 +20,7 @@ class Stream(enum.IntEnum):
   SYNTHETIC_TEMPLATES = 4
   SYNTHETIC_TRAIN = 5
   SYNTHETIC_TEST = 6
+  VALIDATION = 7
 
 
 def rng_for(seed: int, stream: Stream, *extra: int) -> np.random.Generator:

@@ -13,8 +13,9 @@ import flax.linen as nn
 import jax
 
 from normzoo.models.layers import (ModelBase, ModelConfig, ModuleDef, check_feature_norm, conv,
-                                   dense, logits, max_pool_2x2, norm_act,
+                                   dense, logits, make_norm, max_pool_2x2, norm_act,
                                    norm_follows)
+from normzoo.norms.registry import get_norm
 
 Array = jax.Array
 
@@ -40,18 +41,25 @@ class MnistCNN(ModelBase):
   Attributes:
     features: channels of each conv block.
     hidden_units: width of the hidden dense layer; None for none.
+    flatten_norm: a registry norm name (e.g. ``'layer'``) applied to the
+      flattened conv features, whatever ``norm`` and ``norm_position`` are;
+      ``''`` for none. With it, the head sees normalized inputs in both
+      placements (the placement sweep's head confound removed).
   """
   features: tuple[int, ...] = (32, 64)
   hidden_units: int | None = 128
+  flatten_norm: str = ""
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     """x: (N, H, W, C) images -> (N, num_classes) float32 logits."""
     x = conv_blocks(self, x, self.features, train)
     x = x.reshape((x.shape[0], -1))
+    if self.flatten_norm:
+      x = make_norm(self, train, name="flatten_norm", norm=get_norm(self.flatten_norm))(x)
     if self.hidden_units:
       x = nn.relu(dense(self, x, self.hidden_units, name="dense_0"))
-    return logits(self, x, self.num_classes)
+    return logits(self, x, self.num_classes, train)
 
 
 class MnistCNNSmall(MnistCNN):
@@ -93,4 +101,4 @@ class CifarCNN(ModelBase):
     x = dense(self, x, self.hidden_units, name="dense_0",
               use_bias=not norm_follows(self, dense_norm))
     x = norm_act(self, x, train, name="dense_norm_0", norm=dense_norm)
-    return logits(self, x, self.num_classes)
+    return logits(self, x, self.num_classes, train)

@@ -64,6 +64,9 @@ class ModelBase(nn.Module):
       weight-standardized conv).
     kernel_init_scale: multiplies every conv/dense kernel at init (base init:
       He normal for hidden layers, LeCun normal for the logits layer).
+    dropout_rate: dropout on the input of every dense layer but the first
+      (the classifier head always; the MLP's inner layers too), active only
+      with ``train=True``; draws from the ``'dropout'`` rng stream.
   """
   num_classes: int = 10
   norm: ModuleDef = DEFAULT_NORM
@@ -71,10 +74,13 @@ class ModelBase(nn.Module):
   dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
   kernel_init_scale: float = 1.0
+  dropout_rate: float = 0.0
 
   def __post_init__(self) -> None:
     # Fail at construction, not deep inside init, on a typo in a config.
     check_norm_position(self.norm_position)
+    if not 0.0 <= self.dropout_rate < 1.0:
+      raise ValueError(f"dropout_rate must lie in [0, 1), got {self.dropout_rate}")
     super().__post_init__()
 
 
@@ -190,8 +196,18 @@ def dense(cfg: ModelConfig, x: Array, features: int, name: str | None = None,
   return layer(x)
 
 
-def logits(cfg: ModelConfig, x: Array, num_classes: int) -> Array:
-  """Classifier head; float32 logits whatever the computation dtype (stable softmax/loss)."""
+def dropout(cfg: Any, x: Array, train: bool) -> Array:
+  """``nn.Dropout(cfg.dropout_rate)`` in training mode; the identity at eval or rate 0."""
+  rate = float(getattr(cfg, "dropout_rate", 0.0))
+  if not rate:
+    return x
+  return nn.Dropout(rate, deterministic=not train)(x)
+
+
+def logits(cfg: ModelConfig, x: Array, num_classes: int, train: bool = False) -> Array:
+  """Classifier head (dropout on its input when training); float32 logits whatever
+  the computation dtype (stable softmax/loss)."""
+  x = dropout(cfg, x, train)
   return dense(cfg, x, num_classes, name="head", head=True).astype(jnp.float32)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from normzoo.models.layers import (ModelBase, check_feature_norm, dense, logits, norm_act,
-                                   norm_follows)
+from normzoo.models.layers import (ModelBase, check_feature_norm, dense, dropout, logits,
+                                   norm_act, norm_follows)
 
 Array = jax.Array
 
@@ -32,6 +32,8 @@ class MLP(ModelBase):
     check_feature_norm(self.norm, "MLP hidden layers")
     x = x.reshape((x.shape[0], -1))
     for i in range(self.depth):
+      if i:
+        x = dropout(self, x, train)
       x = dense(self, x, self.width, name=f"dense_{i}", use_bias=not norm_follows(self))
       x = norm_act(self, x, train, name=f"norm_{i}")
-    return logits(self, x, self.num_classes)
+    return logits(self, x, self.num_classes, train)

@@ -14,6 +14,7 @@ import flax.linen as nn
 from normzoo.models.cnn import CifarCNN, MnistCNN, MnistCNNSmall
 from normzoo.models.mlp import MLP
 from normzoo.models.resnet import ResNet18, ResNet20
+from normzoo.models.sequence import RowRNN, RowTransformer
 from normzoo.norms.registry import module_fields
 
 ModelConstructor = Callable[..., nn.Module]
@@ -25,6 +26,9 @@ MODELS: dict[str, ModelConstructor] = {
     "resnet20": ResNet20,
     "resnet18": ResNet18,
     "mlp": MLP,
+    # Images read row by row as sequences (normzoo/models/sequence.py).
+    "row_transformer": RowTransformer,
+    "row_rnn": RowRNN,
 }
 
 

@@ -119,7 +119,7 @@ class ResNet(ModelBase):
                        dtype=self.dtype, conv=self.conv, kernel_init_scale=self.kernel_init_scale,
                        name=f"stage{stage + 1}_block{block}")(x, train)
     x = jnp.mean(x, axis=(1, 2))
-    return logits(self, x, self.num_classes)
+    return logits(self, x, self.num_classes, train)
 
 
 class ResNet20(ResNet):

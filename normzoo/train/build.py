@@ -65,4 +65,11 @@ def make_model(config: Any, num_classes: int) -> nn.Module:
                    num_classes=num_classes, norm=make_norm(config),
                    conv=get_conv(str(config.get("conv", "standard"))),
                    norm_position=str(config.norm_position), dtype=compute_dtype(config),
-                   kernel_init_scale=float(config.get("kernel_init_scale", 1.0)))
+                   kernel_init_scale=float(config.get("kernel_init_scale", 1.0)),
+                   **_dropout(config))
+
+
+def _dropout(config: Any) -> dict[str, float]:
+  # Passed only when set, so a user model without the field keeps working.
+  rate = float(config.get("dropout_rate", 0.0) or 0.0)
+  return {"dropout_rate": rate} if rate else {}

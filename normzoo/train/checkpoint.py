@@ -175,7 +175,8 @@ class Checkpointer:
         except Exception as e:  # pylint: disable=broad-except
           # TensorStore/JSON errors of a truncated or emptied file: one line, not 170.
           first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-          problem = f"{self._step_dir(epoch)} cannot be restored ({type(e).__name__}: {first[:300]})"
+          problem = (f"{self._step_dir(epoch)} cannot be restored "
+                     f"({type(e).__name__}: {first[:300]})")
         else:
           if _all_finite(_arrays(restored)):
             return epoch, restored

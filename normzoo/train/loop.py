@@ -44,19 +44,27 @@ from normzoo.train.validate import validate_config
 
 def make_result(config: Any, status: str, rows: list[dict[str, Any]], epochs: int,
                 wall_time_s: float, extra: dict[str, Any]) -> dict[str, Any]:
-  """The ``result.json`` content: final and best test accuracy plus run facts.
+  """The ``result.json`` content: final test accuracy, best accuracy, run facts.
 
   A diverged run has no final accuracy (its parameters are not finite);
   ``best_test_accuracy`` still reports the evaluations before it diverged.
   """
   evaluated = [r for r in rows if r.get("test_accuracy") is not None]
   last = evaluated[-1] if evaluated and status == "done" else {}
+  validated = [r for r in rows if r.get("validation_accuracy") is not None]
+  best_val = max(validated, key=lambda r: r["validation_accuracy"], default={})
   speeds = [r["images_per_sec"] for r in rows if r.get("images_per_sec")]
   return {
       "status": status, "epochs": epochs, "num_epochs": int(config.num_epochs),
       "test_accuracy": last.get("test_accuracy"), "test_loss": last.get("test_loss"),
       "test_accuracy_batch_stats": last.get("test_accuracy_batch_stats"),
-      "best_test_accuracy": max((r["test_accuracy"] for r in evaluated), default=None),
+      # With a validation split the test set is seen once, at the end: "best"
+      # is chosen on validation, never on test.
+      "best_test_accuracy": (None if validated else
+                             max((r["test_accuracy"] for r in evaluated), default=None)),
+      "validation_accuracy": validated[-1]["validation_accuracy"] if validated else None,
+      "best_validation_accuracy": best_val.get("validation_accuracy"),
+      "best_validation_step": best_val.get("step"),
       "train_loss": last.get("train_loss"), "train_accuracy": last.get("train_accuracy"),
       "images_per_sec": sum(speeds) / len(speeds) if speeds else None,
       "wall_time_s": wall_time_s, "norm": str(config.norm), "model": str(config.model),
@@ -91,7 +99,8 @@ def train_and_evaluate(config: Any, workdir: str, *,
 
 def _train_and_evaluate(config: Any, workdir: str, devices: Sequence[jax.Device] | None,
                         locks: list) -> dict[str, Any]:
-  """The body of :func:`train_and_evaluate`; appends the run-directory lock it takes to ``locks``."""
+  """The body of :func:`train_and_evaluate`; appends the run-directory lock it takes to ``locks``.
+  """
   distributed.maybe_initialize(config)
   mesh = distributed.make_mesh(devices)
   validate_config(config, mesh.size)
@@ -190,16 +199,30 @@ class _Run:
     return self._wall_offset + time.time() - self._start
 
   def train(self, state, checkpointer: Checkpointer, start_epoch: int):
-    """Runs epochs ``start_epoch .. num_epochs``; returns ``(status, epochs, state)``."""
+    """Runs epochs ``start_epoch .. num_epochs``; returns ``(status, epochs, state)``.
+
+    Evaluation rows are written every ``eval_every_steps`` steps (and at step
+    0) when that is set, else every ``eval_every_epochs`` epochs; the last
+    row always holds the final evaluation (the test set included). The
+    training sums are checked for divergence every ``check_every`` steps
+    (normzoo/train/divergence.py), not only at epoch ends.
+    """
     config, num_epochs = self.config, int(self.config.num_epochs)
     eval_every = int(config.get("eval_every_epochs", 1))
+    eval_steps = int(config.get("eval_every_steps", 0) or 0)
     ckpt_every = int(config.checkpoint_every_epochs)
     log_every = int(config.get("log_every_steps", 0))
     bound, check_every = divergence.loss_bound(config), divergence.check_every(config)
-    sums, images, seconds = None, 0, 0.0
+    steps_per_epoch = num_batches(self.dataset.train, self.batch_size)
+    final_step = num_epochs * steps_per_epoch
+    self.timer = {"images": 0, "seconds": 0.0}
+    sums = None
     first_step = True
     host_step = int(state.step)  # counted on the host: reading state.step would block
     inflight = InflightLimit(self.max_inflight)
+    if eval_steps and host_step == 0 and not any(r.get("step") == 0 for r in self.writer.rows):
+      # The untrained model: curves start at step 0.
+      state = self._write_eval_row(state, None, epoch=0, step=0, final=False)
     for epoch in range(start_epoch, num_epochs):
       batches = epoch_batches(self.dataset.train, self.batch_size, seed=int(config.seed),
                               epoch=epoch, process_index=jax.process_index(),
@@ -214,61 +237,100 @@ class _Run:
           # Keep compilation out of images/s: time from the end of the first step.
           jax.block_until_ready(metrics)
           first_step, tick = False, time.perf_counter()
-          continue
-        images += self.batch_size
+        else:
+          self.timer["images"] += self.batch_size
         if log_every and host_step % log_every == 0:
           partial = summarize(sums)
           logging.info("step %d: train loss %.4f accuracy %.4f", host_step,
                        partial["loss"], partial["accuracy"])
         if host_step % check_every == 0 and divergence.train_reason(summarize(sums), bound):
-          break  # the epoch-end check below records it
-      train = summarize(sums)
-      seconds += time.perf_counter() - tick
-      row = {"epoch": epoch + 1, "step": host_step, "train_loss": train["loss"],
-             "train_accuracy": train["accuracy"],
-             "images_per_sec": images / seconds if images and seconds > 0 else None,
-             "wall_time_s": self.wall_time(),
-             "learning_rate": float(self.schedule(host_step - 1))}  # of the last step
-      self.divergence_reason = divergence.train_reason(train, bound)
+          break  # recorded below
+        if eval_steps and host_step % eval_steps == 0 and host_step < final_step:
+          train = summarize(sums)
+          if divergence.train_reason(train, bound):
+            break
+          self.timer["seconds"] += time.perf_counter() - tick
+          state = self._write_eval_row(state, train, epoch=host_step / steps_per_epoch,
+                                       step=host_step, final=False)
+          if self.divergence_reason:
+            return "diverged", epoch + 1, state
+          sums, tick = None, time.perf_counter()
+      self.timer["seconds"] += time.perf_counter() - tick
+      train = summarize(sums) if sums is not None else None
+      self.divergence_reason = divergence.train_reason(train, bound) if train else None
       if self.divergence_reason:
+        row = self._train_row(train, epoch + 1, host_step)
         self.writer.write({**row, "test_loss": None, "test_accuracy": None,
                            "test_accuracy_batch_stats": None, "status": "diverged"})
         logging.warning("epoch %d: %s; stopping (status diverged)", epoch + 1,
                         self.divergence_reason)
         return "diverged", epoch + 1, state
-      if (epoch + 1) % eval_every == 0 or epoch + 1 == num_epochs:
-        if self.precise_bn is not None:
-          state = self.precise_bn(state)
-        best_before = max((r["test_accuracy"] for r in self.writer.rows
-                           if r.get("test_accuracy") is not None), default=None)
-        row.update(self.evaluate(state))
-        row["wall_time_s"] = self.wall_time()
-        self.divergence_reason = divergence.chance_reason(
-            row["test_accuracy"], best_before, self.dataset.num_classes)
+      last_epoch = epoch + 1 == num_epochs
+      if last_epoch or (not eval_steps and (epoch + 1) % eval_every == 0):
+        state = self._write_eval_row(state, train, epoch=epoch + 1, step=host_step,
+                                     final=last_epoch)
         if self.divergence_reason:
-          row["status"] = "diverged"
-        self.writer.write(row)
-        _log_row(row, num_epochs)
-        if self.divergence_reason:
-          logging.warning("epoch %d: %s; stopping (status diverged)", epoch + 1,
-                          self.divergence_reason)
           return "diverged", epoch + 1, state
-        sums, images, seconds = None, 0, 0.0
-      if (ckpt_every and (epoch + 1) % ckpt_every == 0) or epoch + 1 == num_epochs:
+        sums = None
+      if (ckpt_every and (epoch + 1) % ckpt_every == 0) or last_epoch:
         checkpointer.save(epoch + 1, state)
     last = self.writer.last_row()
     if last is None or last["epoch"] != num_epochs:
       # Resumed from the final checkpoint of a run killed before its last row.
-      row = {"epoch": num_epochs, "step": int(state.step), "train_loss": None,
-             "train_accuracy": None, "images_per_sec": None,
-             "learning_rate": float(self.schedule(int(state.step) - 1)),
-             **self.evaluate(state), "wall_time_s": self.wall_time()}
-      self.writer.write(row)
-      _log_row(row, num_epochs)
+      state = self._write_eval_row(state, None, epoch=num_epochs, step=int(state.step),
+                                   final=True)
     return "done", num_epochs, state
 
-  def evaluate(self, state) -> dict[str, Any]:
-    """Test loss/accuracy with running statistics, and accuracy with batch statistics."""
+  def _train_row(self, train: dict[str, Any] | None, epoch: float, step: int) -> dict[str, Any]:
+    """The training part of a row; resets the throughput counters."""
+    images, seconds = self.timer["images"], self.timer["seconds"]
+    self.timer.update(images=0, seconds=0.0)
+    return {"epoch": epoch, "step": step,
+            "train_loss": train["loss"] if train else None,
+            "train_accuracy": train["accuracy"] if train else None,
+            "images_per_sec": images / seconds if images and seconds > 0 else None,
+            "wall_time_s": self.wall_time(),
+            "learning_rate": float(self.schedule(max(step - 1, 0)))}  # of the last step
+
+  def _write_eval_row(self, state, train: dict[str, Any] | None, *, epoch: float, step: int,
+                      final: bool):
+    """Evaluates (PreciseBN first, if configured), writes and logs a row; returns the state.
+
+    A held-out accuracy back at chance after having been well above it sets
+    ``divergence_reason`` and marks the row diverged (the validation accuracy
+    when there is a split, else the test accuracy).
+    """
+    row = self._train_row(train, epoch, step)
+    if self.precise_bn is not None:
+      state = self.precise_bn(state)
+    key = "validation_accuracy" if self.dataset.validation is not None else "test_accuracy"
+    best_before = max((r[key] for r in self.writer.rows if r.get(key) is not None),
+                      default=None)
+    row.update(self.evaluate(state, final=final))
+    row["wall_time_s"] = self.wall_time()
+    self.divergence_reason = divergence.chance_reason(row.get(key), best_before,
+                                                      self.dataset.num_classes)
+    if self.divergence_reason:
+      row["status"] = "diverged"
+    self.writer.write(row)
+    _log_row(row, int(self.config.num_epochs))
+    if self.divergence_reason:
+      logging.warning("step %d: %s; stopping (status diverged)", step, self.divergence_reason)
+    return state
+
+  def evaluate(self, state, final: bool = True) -> dict[str, Any]:
+    """Validation loss/accuracy if there is a validation split; test metrics when
+    ``final`` or when there is none (running statistics, and accuracy with batch
+    statistics)."""
+    out: dict[str, Any] = {}
+    if self.dataset.validation is not None:
+      val = evaluate(self.eval_step, state, self.dataset.validation, self.batch_size,
+                     self.sharding)
+      out = {"validation_loss": val["loss"], "validation_accuracy": val["accuracy"]}
+      if not final:
+        # No test-set look during training: selection happens on validation.
+        return {**out, "test_loss": None, "test_accuracy": None,
+                "test_accuracy_batch_stats": None}
     test = evaluate(self.eval_step, state, self.dataset.test, self.batch_size, self.sharding)
     if jax.tree.leaves(state.batch_stats):
       batch_stats = evaluate(self.eval_batch_stats_step, state, self.dataset.test,
@@ -277,7 +339,7 @@ class _Run:
       accuracy_bs = batch_stats["accuracy"] if batch_stats else None
     else:
       accuracy_bs = test["accuracy"]  # no batch statistics: both modes are the same model
-    return {"test_loss": test["loss"], "test_accuracy": test["accuracy"],
+    return {**out, "test_loss": test["loss"], "test_accuracy": test["accuracy"],
             "test_accuracy_batch_stats": accuracy_bs}
 
 

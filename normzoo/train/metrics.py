@@ -3,11 +3,16 @@
 One row per evaluation (keys in :data:`ROW_KEYS`, plus ``status`` on the row
 of a diverged run):
 
-* ``epoch`` (completed epochs), ``step`` (optimizer steps so far);
+* ``epoch`` (completed epochs; fractional for rows of ``eval_every_steps``
+  inside an epoch, and 0 for the step-0 row), ``step`` (optimizer steps so far);
 * ``train_loss`` / ``train_accuracy``: means over the training steps since the
   previous row (training mode, augmented batches, parameters changing);
 * ``test_loss`` / ``test_accuracy``: every test example once, running
   statistics (``train=False``);
+* ``validation_loss`` / ``validation_accuracy``: only with
+  ``config.validation_examples``: the held-out training examples, running
+  statistics. The test keys are then ``null`` on every row but the last
+  (the test set is looked at once, at the end);
 * ``test_accuracy_batch_stats``: the test set in training mode (batch
   statistics of test batches of ``batch_size``, shuffled with ``seed``, last
   partial batch dropped, running statistics left unchanged); equal to

@@ -33,7 +33,7 @@ def cross_entropy(logits: Array, labels: Array) -> Array:
 @nnx.jit
 def train_step(model: nnx.Module, optimizer: nnx.Optimizer, images: Array,
                labels: Array) -> Array:
-  """One optimizer step on a batch; updates params and batch statistics in place, returns the loss."""
+  """One optimizer step; updates params and batch statistics in place, returns the loss."""
 
   def loss_fn(m: nnx.Module) -> Array:
     return cross_entropy(m(images), labels)

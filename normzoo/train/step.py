@@ -133,6 +133,9 @@ def make_eval_step(model: nn.Module, mesh: Mesh, *, batch_statistics: bool = Fal
   so feed only full batches there.
   """
   rng = jax.random.PRNGKey(0)
+  if batch_statistics and getattr(model, "dropout_rate", 0.0):
+    # Training mode for the norms' batch statistics only: dropout stays off at eval.
+    model = model.clone(dropout_rate=0.0)
 
   def device_eval(params, batch_stats, images, labels, mask):
     logits, _ = _apply(model, params, batch_stats, images, batch_statistics, rng)

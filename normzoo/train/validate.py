@@ -76,6 +76,11 @@ def validate_config(config: Any, num_devices: int) -> None:
     _number(config, "log_every_steps", 0, integer=True)
   if "divergence_loss_bound" in config:
     _number(config, "divergence_loss_bound", 0, low_open=True)
+  for name in ("eval_every_steps", "validation_examples"):
+    if name in config:
+      _number(config, name, 0, integer=True)
+  if "dropout_rate" in config:
+    _number(config, "dropout_rate", 0, 1, high_open=True)
   if "kernel_init_scale" in config:
     _number(config, "kernel_init_scale", 0, low_open=True)
   if "precise_bn_batches" in config:

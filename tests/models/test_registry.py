@@ -11,7 +11,8 @@ from tests.models import helpers
 
 def test_available_models():
   assert available_models() == sorted(
-      ["cifar_cnn", "mlp", "mnist_cnn", "mnist_cnn_small", "resnet18", "resnet20"])
+      ["cifar_cnn", "mlp", "mnist_cnn", "mnist_cnn_small", "resnet18", "resnet20", "row_rnn",
+       "row_transformer"])
 
 
 @pytest.mark.parametrize("name,cls", [

@@ -87,9 +87,10 @@ def test_sweep_runs_skips_finished_records_failures_and_reports(tmp_path):
 
   md = report.write_report(workdir, command="python -m experiments.report --workdir=out")
   text = open(md).read()
-  assert "| norm | learning_rate | optimizer | runs | diverged | failed |" in text
+  assert ("| norm | learning_rate | optimizer | runs | done | diverged | collapsed | failed "
+          "| not run |") in text
   assert "nothing in particular" in text and "python -m experiments.report" in text
-  for png in ("final_accuracy.png", "curves.png"):
+  for png in ("final_accuracy.png", "curves.png", "outcomes.png"):
     assert os.path.getsize(os.path.join(workdir, png)) > 1000
   summaries = report.group(report.collect(workdir)[1])
   batch = next(s for s in summaries if s["key"] == {"norm": "batch", "learning_rate": 0.05})
