@@ -99,8 +99,7 @@ def train_and_evaluate(config: Any, workdir: str, *,
 
 def _train_and_evaluate(config: Any, workdir: str, devices: Sequence[jax.Device] | None,
                         locks: list) -> dict[str, Any]:
-  """The body of :func:`train_and_evaluate`; appends the run-directory lock it takes to ``locks``.
-  """
+  """The body of :func:`train_and_evaluate`; appends the run-directory lock to ``locks``."""
   distributed.maybe_initialize(config)
   mesh = distributed.make_mesh(devices)
   validate_config(config, mesh.size)
