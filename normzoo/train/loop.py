@@ -169,8 +169,10 @@ def _train_and_evaluate(config: Any, workdir: str, devices: Sequence[jax.Device]
   result = make_result(config, status, writer.rows, epochs, run.wall_time(), extra)
   if main:
     rundir.write_result(workdir, result)
-  logging.info("%s: %s after %d epochs, test accuracy %s (best %s)", workdir, status, epochs,
-               result["test_accuracy"], result["best_test_accuracy"])
+  held_out = ("validation", result["validation_accuracy"]) if (
+      result["validation_accuracy"] is not None) else ("best", result["best_test_accuracy"])
+  logging.info("%s: %s after %d epochs, test accuracy %s (%s %s)", workdir, status, epochs,
+               result["test_accuracy"], *held_out)
   return result
 
 

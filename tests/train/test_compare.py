@@ -50,3 +50,13 @@ def test_bad_norm_list():
     compare.run_comparison(tiny_config(), "/nonexistent", ["batch", "bn"])
   with pytest.raises(ValueError, match="listed twice"):
     compare.run_comparison(tiny_config(), "/nonexistent", ["batch", "batch"])
+
+
+def test_comparison_table_shows_validation_accuracy_when_there_is_a_split():
+  from normzoo.train.compare import comparison_table
+  base = dict(norm="batch", test_accuracy=0.9, test_accuracy_batch_stats=0.9,
+              images_per_sec=100.0, wall_time_s=1.0, status="done")
+  table = comparison_table([{**base, "validation_accuracy": 0.88, "best_test_accuracy": None}])
+  assert "| validation acc |" in table and "| 0.8800 |" in table and "best test acc" not in table
+  table = comparison_table([{**base, "best_test_accuracy": 0.91}])
+  assert "| best test acc |" in table and "| 0.9100 |" in table
