@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
@@ -40,6 +41,17 @@ def canonical_axes(axes: int | Iterable[int], ndim: int, name: str,
 def _is_int(value: Any) -> bool:
   """Python or NumPy integer, but not bool (True is an int in Python, never a meant axis/count)."""
   return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_floating(name: str, x: Any) -> None:
+  """ValueError unless ``x`` is a real floating array (ints would be normalized into ints)."""
+  dtype = getattr(x, "dtype", None)
+  if dtype is None:
+    raise ValueError(f"{name} must be an array (jax or numpy); got {type(x).__name__}")
+  if not jnp.issubdtype(dtype, jnp.floating):  # jnp: knows bfloat16
+    raise ValueError(f"{name} must have a floating dtype (float16/bfloat16/float32/float64); got "
+                     f"{name}.dtype={np.dtype(dtype).name}. Cast it first, e.g. "
+                     f"{name}.astype(jnp.float32)")
 
 
 def check_positive_int(name: str, value: Any) -> None:
