@@ -17,7 +17,7 @@ import normzoo
 from normzoo.norms import functional as F
 from normzoo.norms import stats
 from normzoo.norms.folding import fold_batch_norm
-from normzoo.norms.variants import rms
+from normzoo.norms.variants import ghost, renorm, rms
 from normzoo.train import train_and_evaluate
 from tests.train.helpers import tiny_config
 
@@ -39,6 +39,15 @@ TABLE = [
     ("moments over an empty axis", lambda: stats.moments(jnp.ones((3, 0)), 1),
      ("raises", r"moments .*no elements")),
     ("(N, 0) layer_norm", lambda: F.layer_norm(jnp.ones((4, 0))), ("raises", r"no elements")),
+    ("(0, C) training batch_renorm",
+     lambda: renorm.batch_renorm(jnp.ones((0, 8)), None, None, jnp.zeros(8), jnp.ones(8)),
+     ("raises", r"batch_renorm .*no elements")),
+    ("(0, C) training ghost_batch_norm",
+     lambda: ghost.ghost_batch_norm(jnp.ones((0, 8)), virtual_batch_size=2),
+     ("raises", r"ghost_batch_norm .*no elements")),
+    ("int input, batch_renorm",
+     lambda: renorm.batch_renorm(X_INT, None, None, jnp.zeros(8), jnp.ones(8)),
+     ("raises", r"x.dtype=int32")),
     ("(1, C) training batch_norm", lambda: F.batch_norm(jnp.ones((1, 8))),
      ("raises", r"single value")),
     # Wrong dtypes and types.
