@@ -46,6 +46,17 @@ def _is_int(value: Any) -> bool:
   return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def check_floating(name: str, x: Any) -> None:
+  """ValueError unless ``x`` is a real floating array (ints would be normalized into ints)."""
+  dtype = getattr(x, "dtype", None)
+  if dtype is None:
+    raise ValueError(f"{name} must be an array (jax or numpy); got {type(x).__name__}")
+  if not jnp.issubdtype(dtype, jnp.floating):  # jnp: knows bfloat16
+    raise ValueError(f"{name} must have a floating dtype (float16/bfloat16/float32/float64); got "
+                     f"{name}.dtype={np.dtype(dtype).name}. Cast it first, e.g. "
+                     f"{name}.astype(jnp.float32)")
+
+
 def check_positive_int(name: str, value: Any) -> None:
   """ValueError unless ``value`` is an integer >= 1 (a float 4.0 would reach jnp.reshape)."""
   if not _is_int(value) or value < 1:

@@ -94,6 +94,7 @@ def batch_norm(x: Array, scale: Array | None = None, bias: Array | None = None,
   Returns:
     ``(y, new_mean, new_var)``; ``y`` has the shape of ``x``.
   """
+  _checks.check_floating("x", x)
   feature_axes = _checks.canonical_axes(axis, x.ndim, "axis", x.shape)
   reduction_axes = tuple(a for a in range(x.ndim) if a not in feature_axes)
   feature_shape = tuple(x.shape[a] for a in feature_axes)
@@ -159,6 +160,7 @@ def layer_norm(x: Array, scale: Array | None = None, bias: Array | None = None, 
   "LN" of convolutional nets (Group Norm with one group). ``scale``/``bias``
   have the shape of ``x`` along ``feature_axes``.
   """
+  _checks.check_floating("x", x)
   if reduction_axes is None:
     reduction_axes = tuple(range(1, x.ndim))
   stat_axes = _checks.canonical_axes(reduction_axes, x.ndim, "reduction_axes", x.shape)
@@ -177,6 +179,7 @@ def instance_norm(x: Array, scale: Array | None = None, bias: Array | None = Non
   ``x`` is (N, ..., C); the statistics run over every axis except the batch
   axis 0 and ``feature_axes``.
   """
+  _checks.check_floating("x", x)
   feature_axes = _checks.canonical_axes(feature_axes, x.ndim, "feature_axes", x.shape)
   if 0 in feature_axes:
     raise ValueError(f"instance_norm: feature_axes={feature_axes} includes axis 0, which is the "
@@ -224,6 +227,7 @@ def group_norm(x: Array, scale: Array | None = None, bias: Array | None = None, 
   batch axis). One group is layer norm, C groups is instance norm.
   ``scale``/``bias`` have shape (C,).
   """
+  _checks.check_floating("x", x)
   if x.ndim < 2:
     raise ValueError(f"group_norm needs an input of shape (N, ..., C); got shape {tuple(x.shape)}")
   if reduction_axes is None:

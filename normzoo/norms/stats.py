@@ -356,6 +356,7 @@ def moments(x: Array, reduction_axes: int | Sequence[int], *, axis_name: Any = N
     ``(mean, var)`` in float32 (float64 for float64 input), shape of ``x``
     without ``reduction_axes``.
   """
+  _checks.check_floating("x", x)
   axes = _checks.canonical_axes(reduction_axes, x.ndim, "reduction_axes", x.shape)
   _checks.check_nonempty_reduction("moments", x.shape, axes)
   _checks.check_mask(mask, x.shape)

@@ -6,8 +6,9 @@ The checkpoint "step" orbax sees is the number of completed epochs, so
 rebuilt from the config and the arrays restored into them with the current
 shardings, so a run may resume on a different number of devices.
 
-Verification. Orbax 0.12 checks no data-file checksums on restore (a bit
-flip in a TensorStore chunk restores garbage silently), so after each save
+Verification. We found no checksum verification in orbax 0.12's restore
+(tests/train/test_faults.py: a flipped bit in a TensorStore chunk restored
+without an error before this module checked), so after each save
 process 0 writes ``checkpoints/digests/<epoch>.json``: the SHA-256 and size of
 every file of that step directory. :meth:`Checkpointer.restore_latest`
 checks the digests, restores, and refuses non-finite arrays (a diverged run

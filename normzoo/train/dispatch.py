@@ -13,8 +13,10 @@ are taken by later steps' executions blocked in ``BlockUntilReady`` on the
 stuck step's outputs: a thread-pool starvation deadlock inside XLA:CPU that
 only a long enough queue (hundreds of steps: the full data set, not 30,000
 examples) and few cores make likely. The rendezvous then aborts the process
-(exit 134). Same symptom upstream: openxla/xla#22588 (review thread, the
-"Expected 8 threads to join the rendezvous" stall) and jax-ml/jax#22740.
+(exit 134). Upstream, the same rendezvous message is reported for GPU
+collectives (openxla/xla#22588, jax-ml/jax#22740); a search of the issue
+trackers found no report of this CPU case, so the cause above rests on our
+stacks only.
 
 The workaround here: on the CPU backend with several devices the loop waits
 for each step's (tiny) metrics before dispatching the next, so at most one

@@ -132,7 +132,12 @@ def _train_and_evaluate(config: Any, workdir: str, devices: Sequence[jax.Device]
                              dataset.image_shape, mesh)
 
   if main:
-    os.makedirs(workdir, exist_ok=True)
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      if not os.access(workdir, os.W_OK):
+        raise PermissionError(f"no write permission on {workdir}")
+    except OSError as e:  # e.g. a path below a file, a read-only mount: one line, not a traceback
+      raise ValueError(f"invalid --workdir={workdir}: cannot create or write it ({e})") from None
     locks.append(runlock.acquire(workdir))
   checkpointer = Checkpointer(workdir)
   latest = checkpointer.latest_epoch() or 0

@@ -171,3 +171,39 @@ def test_bad_divergence_bound(tmp_path, bound):
 def test_chance_collapse(accuracy, best, expected):
   from normzoo.train import divergence
   assert (divergence.chance_reason(accuracy, best, 10) is not None) == expected
+
+
+def _cli(workdir, epochs):
+  import subprocess
+  import sys
+  return subprocess.Popen(
+      [sys.executable, "-m", "experiments.main", "--config=configs/synthetic.py",
+       f"--workdir={workdir}", f"--config.num_epochs={epochs}", "--config.train_examples=2048"],
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
+def test_sigkill_mid_run_resumes_bit_exactly(tmp_path):
+  """SIGKILL after the first checkpoint, then the same command: the result of an uninterrupted run."""
+  import signal
+  import time
+  reference = _cli(tmp_path / "ref", 3)
+  assert reference.wait(timeout=300) == 0, reference.stderr.read()
+  killed = _cli(tmp_path / "run", 3)
+  digest = tmp_path / "run" / "checkpoints" / "digests" / "1.json"
+  deadline = time.time() + 300
+  while not digest.exists() and killed.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  time.sleep(0.3)  # into epoch 2
+  killed.send_signal(signal.SIGKILL)
+  killed.wait()
+  assert not (tmp_path / "run" / "result.json").exists(), "finished before the kill"
+  resumed = _cli(tmp_path / "run", 3)
+  assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+  with open(tmp_path / "ref" / "result.json") as f:
+    want = json.load(f)
+  with open(tmp_path / "run" / "result.json") as f:
+    got = json.load(f)
+  assert got["status"] == "done" and got["epochs"] == 3
+  for key in ("test_accuracy", "test_loss", "train_loss", "train_accuracy", "best_test_accuracy"):
+    assert got[key] == want[key], key

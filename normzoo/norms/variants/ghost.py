@@ -79,6 +79,8 @@ def ghost_batch_norm(x: Array, scale: Array | None = None, bias: Array | None = 
   if 0 in feature_axes:
     raise ValueError(f"ghost_batch_norm: axis={axis!r} includes axis 0, the batch axis that "
                      f"virtual batches split")
+  _checks.check_floating("x", x)
+  _checks.check_nonempty_reduction("ghost_batch_norm (training mode)", x.shape, reduction_axes)
   _check_virtual_batch(virtual_batch_size, x.shape[0], axis_name)
   _checks.check_epsilon(epsilon)
   _checks.check_momentum(momentum)

@@ -92,6 +92,8 @@ def batch_renorm(x: Array, scale: Array | None, bias: Array | None, mean: Array,
     return functional.batch_norm(x, scale, bias, mean, var, use_running_average=True, axis=axis,
                                  epsilon=epsilon, dtype=dtype)
   feature_axes, reduction_axes, feature_shape = per_channel_layout(x, axis)
+  _checks.check_floating("x", x)
+  _checks.check_nonempty_reduction("batch_renorm (training mode)", x.shape, reduction_axes)
   _checks.check_epsilon(epsilon)
   _checks.check_momentum(momentum)
   _checks.check_mask(mask, x.shape)

@@ -238,6 +238,7 @@ def rms_norm(x: Array, scale: Array | None = None, *, reduction_axes: Any = -1,
   ``x`` of any shape -> same shape; output dtype ``dtype`` or the promotion
   of ``x`` and ``scale``.
   """
+  _checks.check_floating("x", x)
   axes = _checks.canonical_axes(reduction_axes, x.ndim, "reduction_axes", x.shape)
   features = _checks.canonical_axes(feature_axes, x.ndim, "feature_axes", x.shape)
   _checks.check_epsilon(epsilon)
