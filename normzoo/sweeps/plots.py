@@ -43,9 +43,14 @@ def colours(n: int) -> list[Any]:
   return [plt.get_cmap("hsv")(i / n) for i in range(n)]
 
 
+def _text(value: Any) -> str:
+  if isinstance(value, tuple):  # a dict made hashable by report._hashable
+    return "{" + ", ".join(f"{k}: {_text(v)}" for k, v in value) + "}"
+  return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _label(key: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
-  parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in key.items()
-           if k not in skip]
+  parts = [f"{k}={_text(v)}" for k, v in key.items() if k not in skip]
   return ", ".join(parts) or "all runs"
 
 

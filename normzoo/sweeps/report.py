@@ -67,7 +67,8 @@ def _discover_runs(workdir: str) -> list[tuple[str, dict[str, Any]]]:
                      "(no config.json in it or in its subdirectories)")
   configs = {d: rundir.read_config(os.path.join(workdir, d)) for d in candidates}
   # Only fields that differ between runs (norm always) label the cells.
-  fields = ["norm"] + [f for f in ("model", "norm_position", "learning_rate", "batch_size")
+  fields = ["norm"] + [f for f in ("model", "model_kwargs", "norm_position", "learning_rate",
+                                  "batch_size", "dropout_rate")
                        if len({str(c.get(f)) for c in configs.values()}) > 1]
   runs = []
   for d, config in configs.items():
