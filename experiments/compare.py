@@ -13,6 +13,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from normzoo import cli
 from normzoo.train import compare
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -20,6 +21,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one run per norm.")
 _NORMS = flags.DEFINE_list("norms", ["batch", "group", "layer", "instance", "none"],
                            "Normalizers to compare (registry names).")
+flags.DEFINE_bool("config_help", False, "Print the documented config fields (configs/default.py) and exit.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -39,4 +41,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -14,11 +14,13 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from normzoo import cli
 from normzoo.train import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; reused to resume).")
+flags.DEFINE_bool("config_help", False, "Print the documented config fields (configs/default.py) and exit.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -33,4 +35,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
