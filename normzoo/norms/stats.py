@@ -324,14 +324,14 @@ def reduced_moments_across(x: Array, axes: tuple[int, ...], *, axis_name: Any = 
 
 def moments_keepdims(x: Array, axes: tuple[int, ...], *, axis_name: Any = None,
                      axis_index_groups: Any = None, mask: Array | None = None,
-                     use_fast_variance: bool = True, channel_groups: int | None = None
-                     ) -> Moments:
+                     use_fast_variance: bool = True, channel_groups: int | None = None,
+                     group_method: str | None = None) -> Moments:
   """:class:`Moments` with the reduced axes kept; ``axes`` must be canonical."""
   out_shape = tuple(1 if a in axes else d for a, d in enumerate(x.shape))
   stats = reduced_moments_across(x, axes, axis_name=axis_name,
                                  axis_index_groups=axis_index_groups, mask=mask,
                                  use_fast_variance=use_fast_variance,
-                                 channel_groups=channel_groups)
+                                 channel_groups=channel_groups, group_method=group_method)
   return Moments(*(v.reshape(out_shape) for v in stats))
 
 

@@ -113,3 +113,14 @@ def test_overrides_nest_and_are_validated():
   with pytest.raises(ValueError, match="rms_overflow_guard='while'.*'cond', 'select'"):
     with normzoo.backend_policy(rms_overflow_guard="while"):
       pass
+
+
+def test_evonorm_s0_pullback_keeps_the_group_sum_of_its_forward():
+  x = _x((4, 3, 3, 16))
+  f = lambda x: normzoo.evonorm_s0(x, None, None, jnp.ones(16), num_groups=4)
+  with normzoo.backend_policy(group_sum="reshape"):
+    _, pull = jax.vjp(f, x)
+  assert "dot_general" not in _text(pull, x)
+  _, pull = jax.vjp(f, x)
+  with normzoo.backend_policy(group_sum="reshape"):
+    assert ("dot_general" in _text(pull, x)) == (jax.default_backend() == "cpu")

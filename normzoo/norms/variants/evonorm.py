@@ -35,12 +35,12 @@ import jax.numpy as jnp
 from jax import lax
 
 from normzoo.norms import _checks
-from normzoo.norms._checks import hashable_groups, output_dtype
+from normzoo.norms._checks import check_not_single_value, hashable_groups, output_dtype
 from normzoo.norms.functional import resolve_num_groups
 from normzoo.norms.normalize import StatSpec, cast_params_to_varying, varying_axes
+from normzoo.norms.policy import current_policy
 from normzoo.norms.stats import (combine_across_devices, group_sum, local_moments,
                                  moments_keepdims, stat_dtype, variance_method)
-from normzoo.norms._checks import check_not_single_value
 from normzoo.norms.variants._common import spatial_axes, update_running
 
 Array = jax.Array
@@ -194,7 +194,8 @@ def evonorm_s0(x: Array, scale: Array | None, bias: Array | None, v1: Array, *,
   # Absent parameters are the identity (exact), so one formula serves all calls.
   scale = jnp.ones((c,), dtype_s) if scale is None else scale
   bias = jnp.zeros((c,), dtype_s) if bias is None else bias
-  spec = _S0Spec(axes, groups, float(epsilon), bool(use_fast_variance), out_dtype)
+  spec = _S0Spec(axes, groups, float(epsilon), bool(use_fast_variance), out_dtype,
+                 current_policy().group_sum_method(c))
   if mask is None:
     scale, bias, v1 = cast_params_to_varying(x, scale, bias, v1)
     return _evonorm_s0(x, scale, bias, v1, spec)
@@ -218,6 +219,9 @@ class _S0Spec(NamedTuple):
   epsilon: float
   use_fast_variance: bool
   out_dtype: Any
+  # The backend policy's group-sum form when traced, so the backward (traced
+  # later, maybe outside a backend_policy block) sums the way the forward did.
+  group_method: str
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
@@ -227,7 +231,7 @@ def _evonorm_s0(x: Array, scale: Array, bias: Array, v1: Array, spec: _S0Spec) -
 
 def _s0_forward(x, scale, bias, v1, spec: _S0Spec):
   mean, var, _ = moments_keepdims(x, spec.axes, use_fast_variance=spec.use_fast_variance,
-                                  channel_groups=spec.groups)
+                                  channel_groups=spec.groups, group_method=spec.group_method)
   r = lax.rsqrt(var + spec.epsilon)
   return _s0_output(x, r, scale, bias, v1, spec.out_dtype), (x, scale, bias, v1, mean, r)
 
@@ -247,7 +251,8 @@ def _s0_backward(spec: _S0Spec, residuals, dy):
   sig = jax.nn.sigmoid(v * xf)
   batch_axes = (0,) + spec.axes
   # Per-(example, channel) sums, then per group: the same layout as group norm.
-  a = group_sum(jnp.sum(dyf * xf * sig, axis=spec.axes, keepdims=True) * g, spec.groups)
+  a = group_sum(jnp.sum(dyf * xf * sig, axis=spec.axes, keepdims=True) * g, spec.groups,
+                spec.group_method)
   n = math.prod(x.shape[i] for i in spec.axes) * (x.shape[-1] // spec.groups)
   dx = (dyf * g * r * sig * (1.0 + v * xf * (1.0 - sig))
         - (xf - mean) * (jnp.square(r) * r) * a / n)
