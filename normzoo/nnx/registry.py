@@ -7,12 +7,12 @@ names and arguments raise the linen registry's errors.
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Any, Callable
 
 from flax import nnx
 
 from normzoo.norms import registry as linen_registry
+from normzoo.norms.registry import constructor_arguments
 from normzoo.nnx import modules, variants
 
 NnxConstructor = Callable[..., nnx.Module]
@@ -61,24 +61,6 @@ def available_norms() -> list[str]:
 def register_norm(name: str, constructor: NnxConstructor | None = None) -> Any:
   """Adds an nnx ``constructor`` under ``name`` (or decorates a class); no silent replacing."""
   return linen_registry.register(NORMS, name, constructor)
-
-
-def constructor_arguments(constructor: NnxConstructor) -> set[str]:
-  """Keyword arguments a class (or partial of one) accepts, following ``**kwargs`` to its bases."""
-  target = constructor
-  while isinstance(target, functools.partial):
-    target = target.func
-  names: set[str] = set()
-  for cls in (target.__mro__ if inspect.isclass(target) else ()):
-    init = cls.__dict__.get("__init__")
-    if init is None:
-      continue
-    parameters = inspect.signature(init).parameters.values()
-    names |= {p.name for p in parameters
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
-    if not any(p.kind == p.VAR_KEYWORD for p in parameters):
-      break
-  return names
 
 
 def get_norm(name: str | NnxConstructor, num_features: int, *, rngs: nnx.Rngs | None = None,

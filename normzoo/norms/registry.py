@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -144,6 +145,23 @@ def module_fields(constructor: NormConstructor) -> set[str]:
   if dataclasses.is_dataclass(target):
     return {f.name for f in dataclasses.fields(target)}
   return set()
+
+
+def constructor_arguments(constructor: Callable[..., Any]) -> set[str]:
+  """Keyword arguments of a class's ``__init__`` (or a partial's class), following ``**kwargs``
+  to its bases: what an nnx module (not a dataclass) accepts."""
+  target = _target(constructor)
+  names: set[str] = set()
+  for cls in (target.__mro__ if inspect.isclass(target) else ()):
+    init = cls.__dict__.get("__init__")
+    if init is None:
+      continue
+    parameters = inspect.signature(init).parameters.values()
+    names |= {p.name for p in parameters
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+    if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+      break
+  return names
 
 
 def uses_batch_statistics(constructor: NormConstructor) -> bool:

@@ -10,12 +10,11 @@ the nnx classes, with the same errors.
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Any, Callable
 
 from normzoo.norms import reparam_modules
 from normzoo.norms import registry
-from normzoo.norms.registry import module_fields
+from normzoo.norms.registry import constructor_arguments, module_fields
 
 REPARAMS: dict[str, Callable[..., Any]] = {
     "spectral": reparam_modules.SpectralNorm,  # Miyato et al. 2018
@@ -30,13 +29,7 @@ def available_reparams() -> list[str]:
 
 def accepted_arguments(constructor: Callable[..., Any]) -> set[str]:
   """Dataclass fields of a linen class, else the keyword parameters of ``__init__`` (nnx)."""
-  fields = module_fields(constructor) - {"parent", "name"}
-  if fields:
-    return fields
-  # The class's own signature can be hidden by nnx's metaclass; __init__'s is not.
-  params = inspect.signature(constructor.__init__).parameters
-  return {n for n, p in params.items()
-          if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+  return (module_fields(constructor) - {"parent", "name"}) or constructor_arguments(constructor)
 
 
 def lookup_reparam(table: dict[str, Callable[..., Any]], name: str,

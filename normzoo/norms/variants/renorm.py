@@ -33,10 +33,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from normzoo.norms import _checks, functional
-from normzoo.norms._checks import broadcast_param, hashable_groups, output_dtype
+from normzoo.norms._checks import (broadcast_param, check_not_single_value, hashable_groups,
+                                   output_dtype)
 from normzoo.norms.normalize import StatSpec, normalize_with_batch_stats
 from normzoo.norms.stats import moments_keepdims, stat_dtype
-from normzoo.norms._checks import check_not_single_value
 from normzoo.norms.variants._common import per_channel_layout, update_running
 
 Array = jax.Array
