@@ -44,12 +44,12 @@ def train_reason(summary: dict[str, Any], bound: float) -> str | None:
 
 
 def chance_reason(accuracy: float | None, best_before: float | None,
-                  num_classes: int) -> str | None:
-  """``None`` unless test accuracy fell back to chance after having been well above it."""
+                  num_classes: int, what: str = "test accuracy") -> str | None:
+  """``None`` unless the held-out accuracy ``what`` fell back to chance after being above it."""
   chance = 1.0 / num_classes
   if accuracy is None or best_before is None or math.isnan(accuracy):
     return None
   if best_before >= 2.0 * chance and accuracy <= 1.1 * chance:
-    return (f"test accuracy {accuracy:.4f} collapsed to chance ({chance:.4f}) after reaching "
+    return (f"{what} {accuracy:.4f} collapsed to chance ({chance:.4f}) after reaching "
             f"{best_before:.4f}")
   return None

@@ -315,7 +315,8 @@ class _Run:
     row.update(self.evaluate(state, final=final))
     row["wall_time_s"] = self.wall_time()
     self.divergence_reason = divergence.chance_reason(row.get(key), best_before,
-                                                      self.dataset.num_classes)
+                                                      self.dataset.num_classes,
+                                                      what=key.replace("_", " "))
     if self.divergence_reason:
       row["status"] = "diverged"
     self.writer.write(row)

@@ -207,3 +207,9 @@ def test_sigkill_mid_run_resumes_bit_exactly(tmp_path):
   assert got["status"] == "done" and got["epochs"] == 3
   for key in ("test_accuracy", "test_loss", "train_loss", "train_accuracy", "best_test_accuracy"):
     assert got[key] == want[key], key
+
+
+def test_chance_reason_names_the_accuracy_it_judged():
+  from normzoo.train import divergence
+  assert divergence.chance_reason(0.1, 0.8, 10, what="validation accuracy").startswith(
+      "validation accuracy 0.1000 collapsed to chance")
