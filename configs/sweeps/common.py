@@ -66,6 +66,17 @@ def steps_base(steps: int, batch_size: int = 128, warmup_steps: int = 0,
   return c
 
 
+def sequence_base(model: str, steps: int, warmup_steps: int = 100):
+  """:func:`steps_base` for a sequence model: AdamW (lr 1e-3, weight decay 0.01 on kernels)."""
+  c = steps_base(steps, warmup_steps=warmup_steps)
+  c.model = model
+  c.optimizer = "adamw"
+  c.weight_decay = 0.01
+  c.weight_decay_mask = "kernels"
+  c.learning_rate = 1e-3
+  return c
+
+
 def equal_steps(runs: list[dict]) -> list[dict]:
   """Adds ``train_examples = STEPS_PER_EPOCH * batch_size`` to runs that set a batch size,
   so every batch size gets the same number of steps."""

@@ -15,13 +15,7 @@ STEPS = 1000
 
 
 def get_config():
-  c = common.steps_base(STEPS, warmup_steps=100)
-  c.model = "row_rnn"
-  c.optimizer = "adamw"
-  c.weight_decay = 0.01
-  c.weight_decay_mask = "kernels"
-  c.learning_rate = 1e-3
-  return c
+  return common.sequence_base("row_rnn", STEPS)
 
 
 def get_sweep():
