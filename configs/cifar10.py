@@ -6,7 +6,7 @@ warmup; set ``--config.lr_schedule=step`` for the classic x0.1 drops at epochs
 batches.
 """
 
-from configs import default
+from normzoo.configs import default
 
 
 def get_config():

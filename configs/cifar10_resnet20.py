@@ -5,7 +5,7 @@ cosine works as well or better at 200 epochs), batch 128, crop + flip,
 cosine schedule over 200 epochs.
 """
 
-from configs import cifar10
+from normzoo.configs import cifar10
 
 
 def get_config():

@@ -1,6 +1,7 @@
 """Defaults for every experiment field; the other configs start from this one.
 
-Run with ``python -m experiments.main --config=configs/<name>.py --workdir=DIR``
+Run with ``normzoo-train --config=normzoo:<name> --workdir=DIR`` (in a clone:
+``python -m experiments.main --config=configs/<name>.py --workdir=DIR``)
 and override any field on the command line, e.g. ``--config.num_epochs=3``.
 
 Normalizer arguments (``norm_kwargs``): the command line can set a key that
@@ -85,6 +86,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_every_epochs = 1
   c.checkpoint_every_epochs = 1  # 0 = only at the end
   c.log_every_steps = 0          # >0: log (and check for divergence) every N steps (else 100)
+  # Progress: a bar on a terminal; otherwise a log line at most every N seconds
+  # (0: none). Steps between updates of its loss, and of the train_step/*
+  # TensorBoard scalars: log_every_steps (else 100).
+  c.progress_interval_s = 30.0
   # A mean train loss above this counts as diverged (normzoo/train/divergence.py).
   c.divergence_loss_bound = 1e3
   # >0: evaluate (validation split, else test) every N steps, and at step 0,

@@ -11,7 +11,7 @@ The data is read from the Debian package location
 (``/usr/share/datasets/fashion-mnist``) when ``data_dir`` is empty.
 """
 
-from configs import default
+from normzoo.configs import default
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """MNIST: the Fashion-MNIST recipe on MNIST (needs ``--config.data_dir`` with the IDX files)."""
 
-from configs import fashion_mnist
+from normzoo.configs import fashion_mnist
 
 
 def get_config():

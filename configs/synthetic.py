@@ -1,6 +1,6 @@
 """Tiny smoke-test run on generated data: no files, about a second per epoch on CPU."""
 
-from configs import default
+from normzoo.configs import default
 
 
 def get_config():

@@ -10,7 +10,7 @@ batch statistics towards the running ones, and FRN (Singh & Krishnan 2020),
 which uses no batch statistics at all.
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid
 
 BATCH_SIZES = [2, 4, 8, 16, 32, 64, 128]

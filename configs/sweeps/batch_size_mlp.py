@@ -10,7 +10,7 @@ linearly with the batch, 0.05 at 128). Claim tested (Wu & He 2018): BN's
 accuracy degrades as the per-device batch shrinks; GN's and LN's do not.
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid
 
 BATCH_SIZES = [2, 4, 8, 16, 32, 128]

@@ -7,7 +7,7 @@ The claims are about relative behaviour, which shows at this scale; the
 absolute accuracies are below those of full-length training.
 """
 
-from configs import fashion_mnist
+from normzoo.configs import fashion_mnist
 
 SEEDS = [0, 1, 2]
 CORE_NORMS = ["batch", "group", "layer", "instance", "none"]

@@ -5,7 +5,7 @@ sensitive to the scale of the initial weights (a normalized layer's output
 does not depend on the scale of its weights).
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid
 
 

@@ -7,7 +7,7 @@ first) and a budget in steps.
 Budget: 600 steps x 128 images; 45 runs.
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid, product
 
 STEPS = 600

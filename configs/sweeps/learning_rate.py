@@ -5,7 +5,7 @@ learning rates; without normalization the network diverges first.
 Divergence is recorded per run and drawn as red crosses.
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid
 
 

@@ -7,7 +7,7 @@ switchable norm) run on the same recipe with their papers' defaults, except
 running-average momentum 0.9 and 8 groups (configs/default.py).
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid
 
 

@@ -5,7 +5,7 @@ ReLU is a common ablation. Claim tested: placement matters little for the
 final accuracy at this scale (no strong claim in the literature).
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid
 
 

@@ -9,7 +9,7 @@ it is and with a LayerNorm after the flatten in BOTH arms
 Budget: 1,000 steps x 128 images; 24 runs.
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid
 
 STEPS = 1000

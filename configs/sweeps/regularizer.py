@@ -8,7 +8,7 @@ against dropout 0 (the interaction is the difference of those differences).
 Budget: 1,000 steps x 100 images; 18 runs.
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid
 
 STEPS = 1000

@@ -8,7 +8,7 @@ at two learning rates (100 warmup steps, then cosine), 1,000 steps, 2 seeds.
 Budget: 1,000 steps x 128 images; 12 runs.
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid
 
 STEPS = 1000

@@ -9,7 +9,7 @@ accuracy, divergences; BN's running vs batch statistics at test time.
 Budget: 1,000 steps x 128 images; 32 runs.
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid
 
 STEPS = 1000

@@ -11,7 +11,7 @@ running and with batch statistics; paired differences against virtual batch 128.
 Budget: 800 steps x 128 images; 42 runs.
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid, product
 
 STEPS = 800

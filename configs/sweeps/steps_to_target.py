@@ -11,7 +11,7 @@ rate that still reaches 85 %.
 Budget: 600 steps x 128 images; 48 runs.
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid
 
 STEPS = 600

@@ -10,7 +10,7 @@ statistics noisy; both open a train/eval gap (Ioffe 2017), which batch
 renorm was designed to close.
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid
 
 

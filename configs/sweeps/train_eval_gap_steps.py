@@ -8,7 +8,7 @@ the learning rate of ``common.BEST_LR`` scaled linearly with the batch.
 Budget: 600 steps at batch 8 and at batch 128; 48 runs.
 """
 
-from configs.sweeps import common
+from normzoo.configs.sweeps import common
 from normzoo.sweeps import grid
 
 STEPS = 600

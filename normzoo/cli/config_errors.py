@@ -18,6 +18,8 @@ from typing import Any
 
 from absl import app, flags
 
+from normzoo.cli import references
+
 # jax logs "Unable to initialize backend 'tpu'" at INFO while probing
 # backends on CPU-only machines; it would precede every one-line error.
 _QUIET_LOGGERS = ("jax._src.xla_bridge",)
@@ -94,12 +96,11 @@ def _parse(argv: list[str]) -> list[str]:
     sys.exit(1)
 
 
-_DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "default.py"
-
-
-def config_help(path: str | pathlib.Path = _DEFAULT_CONFIG) -> str:
-  """The documented fields of ``path``: its docstring, section comments, and
-  each ``c.field = default  # comment`` line as ``field = default  # comment``."""
+def config_help(path: str | pathlib.Path | None = None) -> str:
+  """The documented fields of ``path`` (default: the shipped ``configs/default.py``):
+  its docstring, section comments, and each ``c.field = default  # comment``
+  line as ``field = default  # comment``."""
+  path = path or references.resolve(references.PREFIX + "default")
   source = pathlib.Path(path).read_text()
   doc = re.match(r'\s*"""(.*?)"""', source, re.S)
   lines = [doc.group(1).strip(), "", "Fields (--config.<field>=VALUE):"] if doc else []
@@ -112,11 +113,23 @@ def config_help(path: str | pathlib.Path = _DEFAULT_CONFIG) -> str:
   return "\n".join(lines)
 
 
-def run(main: Callable[[list[str]], Any]) -> None:
-  """``absl.app.run(main)`` with one-line flag errors and a quiet backend probe."""
+def run(main: Callable[[list[str]], Any], doc: str | None = None) -> None:
+  """``absl.app.run(main)`` with one-line flag errors, ``normzoo:NAME`` config
+  references resolved, and a quiet backend probe.
+
+  ``doc`` is the usage text ``--help`` prints (absl reads it from
+  ``__main__``, which for a console script is the generated stub).
+  """
   for name in _QUIET_LOGGERS:
     logging.getLogger(name).setLevel(logging.WARNING)
   if "--config_help" in sys.argv[1:]:
     print(config_help())
     sys.exit(0)
+  try:
+    sys.argv = references.resolve_argv(sys.argv)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  if doc:
+    sys.modules["__main__"].__doc__ = doc
   app.run(main, flags_parser=_parse)

@@ -20,14 +20,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from normzoo.sweeps.spec import Overrides, Sweep, apply_overrides, load_sweep
-from normzoo.train import rundir
+from normzoo.train import progress, rundir
 from normzoo.train.runlock import RunDirLocked
 
 MANIFEST = "sweep.json"
@@ -57,7 +56,7 @@ def read_manifest(workdir: str) -> dict[str, Any]:
   path = os.path.join(workdir, MANIFEST)
   if not os.path.exists(path):
     raise ValueError(f"{workdir} is not a sweep directory (no {MANIFEST}); run "
-                     f"python -m experiments.sweep --sweep=FILE --workdir={workdir} first")
+                     f"normzoo-sweep --sweep=FILE --workdir={workdir} first")
   with open(path) as f:
     return json.load(f)
 
@@ -143,42 +142,32 @@ class LocalLauncher:
     return result
 
 
-class Progress:
-  """Thread-safe counts and a one-line progress report with a time estimate."""
+class _Progress:
+  """Thread-safe outcome counts over a tqdm counter of runs (its rate and estimate)."""
 
-  def __init__(self, total: int, skipped: int, parallel: int,
-               printer: Callable[[str], None] = print):
-    self.total, self.done, self.parallel = total, skipped, parallel
+  def __init__(self, total: int, skipped: int, printer: Callable[[str], None]):
     self.counts = {"done": skipped, "diverged": 0, "failed": 0}
-    self.durations: list[float] = []
-    self.start = time.time()
+    self.bar = progress.progress_bar(total, initial=skipped, desc="sweep", unit="run",
+                                     interval_s=0)  # a line per finished run instead
     self.lock = threading.Lock()
     self.printer = printer
 
-  def finished(self, run: RunSpec, result: dict[str, Any], seconds: float) -> None:
+  def finished(self, run: RunSpec, result: dict[str, Any]) -> None:
     with self.lock:
-      self.done += 1
       status = result.get("status", "failed")
-      key = status if status in self.counts else "failed"
-      self.counts[key] += 1
-      self.durations.append(seconds)
-      remaining = self.total - self.done
-      eta = remaining * (sum(self.durations) / len(self.durations)) / self.parallel
+      self.counts[status if status in self.counts else "failed"] += 1
+      self.bar.update()
+      progress.postfix(self.bar, diverged=self.counts["diverged"], failed=self.counts["failed"])
       detail = f"test accuracy {result.get('test_accuracy')}" if status == "done" else \
           result.get("error", status)
-      self.printer(f"[{self.done}/{self.total} runs; {self.counts['diverged']} diverged, "
-                   f"{self.counts['failed']} failed; elapsed {_fmt(time.time() - self.start)}, "
-                   f"about {_fmt(eta)} left] {run.name}: {status} ({detail})")
+      self.printer(f"[{progress.summary(self.bar)}] {run.name}: {status} ({detail})")
 
-
-def _fmt(seconds: float) -> str:
-  seconds = int(seconds)
-  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
-      f"{seconds // 60}m{seconds % 60:02d}s"
+  def close(self) -> None:
+    self.bar.close()
 
 
 def run_sweep(sweep_path: str, workdir: str, launcher: Callable[..., dict[str, Any]],
-              parallel: int = 1, printer: Callable[[str], None] = print
+              parallel: int = 1, printer: Callable[[str], None] = progress.write
               ) -> dict[str, dict[str, Any]]:
   """Runs every unfinished run of the sweep; returns results by run name."""
   sweep = load_sweep(sweep_path)
@@ -195,14 +184,16 @@ def run_sweep(sweep_path: str, workdir: str, launcher: Callable[..., dict[str, A
       todo.append(run)
   printer(f"sweep {sweep_path}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
           f"{len(todo)} to run ({parallel} at a time) in {workdir}")
-  progress = Progress(len(runs), len(runs) - len(todo), parallel, printer)
+  counter = _Progress(len(runs), len(runs) - len(todo), printer)
 
   def execute(run: RunSpec) -> None:
-    start = time.time()
     result = launcher(sweep, run, workdir)
     results[run.name] = result
-    progress.finished(run, result, time.time() - start)
+    counter.finished(run, result)
 
-  with ThreadPoolExecutor(max_workers=parallel) as pool:
-    list(pool.map(execute, todo))
+  try:
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+      list(pool.map(execute, todo))
+  finally:
+    counter.close()
   return results

@@ -83,7 +83,7 @@ def load_sweep(path: str) -> Sweep:
   if not os.path.isfile(path):
     raise ValueError(f"sweep file {path!r} does not exist")
   root = os.getcwd()
-  if root not in sys.path:  # sweep files import configs/ from the repository root
+  if root not in sys.path:  # sweep files may import modules of the working directory, as under python -m
     sys.path.insert(0, root)
   module_name = "normzoo_sweep_" + re.sub(r"\W", "_", os.path.abspath(path))
   spec = importlib.util.spec_from_file_location(module_name, path)

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 from absl import logging
 
 from normzoo.norms.registry import get_norm, module_fields
-from normzoo.train import build
+from normzoo.train import build, progress
 from normzoo.train.loop import train_and_evaluate
 
 TABLE_FILE = "comparison.md"
@@ -58,11 +58,16 @@ def run_comparison(config: Any, workdir: str, norms: Sequence[str],
   configs = {norm: config_for_norm(config, norm) for norm in norms}
   results = []
   start = time.time()
-  for norm in norms:
-    run_dir = os.path.join(workdir, norm)
-    result = dict(train_fn(configs[norm], run_dir))
-    result.update(norm=norm, workdir=run_dir)
-    results.append(result)
+  # interval 0: one line per finished run (below), not a periodic one.
+  with progress.progress_bar(len(norms), desc="compare", unit="run", interval_s=0) as bar:
+    for norm in norms:
+      run_dir = os.path.join(workdir, norm)
+      result = dict(train_fn(configs[norm], run_dir))
+      result.update(norm=norm, workdir=run_dir)
+      results.append(result)
+      bar.update()
+      logging.info("%s | %s: %s, test accuracy %s", progress.summary(bar), norm,
+                   result.get("status"), result.get("test_accuracy"))
   logging.info("comparison of %d norms finished in %.0f s", len(norms), time.time() - start)
   return results
 

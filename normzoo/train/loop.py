@@ -30,7 +30,7 @@ import jax
 from absl import logging
 
 from normzoo.data import epoch_batches, load_dataset, num_batches, prefetch_to_device
-from normzoo.train import build, distributed, divergence, host_memory, rundir, runlock
+from normzoo.train import build, distributed, divergence, host_memory, progress, rundir, runlock
 from normzoo.train.dispatch import InflightLimit, max_inflight_steps
 from normzoo.train.checkpoint import Checkpointer
 from normzoo.train.evaluate import accumulate, evaluate, summarize
@@ -159,7 +159,8 @@ def _train_and_evaluate(config: Any, workdir: str, devices: Sequence[jax.Device]
     rundir.write_config(workdir, config)
   writer = MetricsWriter(workdir, start_epoch, int(state.step), enabled=main)
 
-  run = _Run(config, dataset, mesh, model, schedule, writer)
+  run = _Run(config, dataset, mesh, model, schedule, writer,
+             label=os.path.basename(os.path.normpath(workdir)) or workdir, main=main)
   extra = {"num_devices": mesh.size, "num_processes": jax.process_count(),
            "num_params": count_params(state.params), "steps_per_epoch": steps_per_epoch,
            "host_allocator": host_memory.host_allocator_state()}
@@ -184,8 +185,10 @@ def _train_and_evaluate(config: Any, workdir: str, devices: Sequence[jax.Device]
 class _Run:
   """The epoch loop of one invocation (state is passed in and out, not kept)."""
 
-  def __init__(self, config, dataset, mesh, model, schedule, writer: MetricsWriter):
+  def __init__(self, config, dataset, mesh, model, schedule, writer: MetricsWriter, *,
+               label: str = "train", main: bool = True):
     self.config, self.dataset, self.schedule, self.writer = config, dataset, schedule, writer
+    self.label, self.main = label, main
     self.batch_size = int(config.batch_size)
     self.max_inflight = max_inflight_steps(mesh.size)  # the 8-CPU-device hang (dispatch.py)
     self.sharding = distributed.batch_sharding(mesh)
@@ -211,8 +214,18 @@ class _Run:
     0) when that is set, else every ``eval_every_epochs`` epochs; the last
     row always holds the final evaluation (the test set included). The
     training sums are checked for divergence every ``check_every`` steps
-    (normzoo/train/divergence.py), not only at epoch ends.
+    (normzoo/train/divergence.py), not only at epoch ends; each check also
+    writes the ``train_step/*`` scalars and updates the progress display.
     """
+    config = self.config
+    steps_per_epoch = num_batches(self.dataset.train, self.batch_size)
+    final_step = int(config.num_epochs) * steps_per_epoch
+    interval = float(config.get("progress_interval_s", progress.DEFAULT_INTERVAL_S))
+    with progress.progress_bar(final_step, initial=int(state.step), desc=self.label,
+                               unit="step", interval_s=interval, enabled=self.main) as bar:
+      return self._epochs(state, checkpointer, start_epoch, bar)
+
+  def _epochs(self, state, checkpointer: Checkpointer, start_epoch: int, bar):
     config, num_epochs = self.config, int(self.config.num_epochs)
     eval_every = int(config.get("eval_every_epochs", 1))
     eval_steps = int(config.get("eval_every_steps", 0) or 0)
@@ -222,7 +235,7 @@ class _Run:
     steps_per_epoch = num_batches(self.dataset.train, self.batch_size)
     final_step = num_epochs * steps_per_epoch
     self.timer = {"images": 0, "seconds": 0.0}
-    sums = None
+    sums = window = None  # since the last evaluation row / since the last check
     first_step = True
     host_step = int(state.step)  # counted on the host: reading state.step would block
     inflight = InflightLimit(self.max_inflight)
@@ -230,6 +243,7 @@ class _Run:
       # The untrained model: curves start at step 0.
       state = self._write_eval_row(state, None, epoch=0, step=0, final=False)
     for epoch in range(start_epoch, num_epochs):
+      bar.set_description(f"{self.label} epoch {epoch + 1}/{num_epochs}", refresh=False)
       batches = epoch_batches(self.dataset.train, self.batch_size, seed=int(config.seed),
                               epoch=epoch, process_index=jax.process_index(),
                               process_count=jax.process_count())
@@ -237,20 +251,20 @@ class _Run:
       for batch in prefetch_to_device(batches, size=2, sharding=self.sharding):
         state, metrics = self.train_step(state, *batch)
         inflight.add(metrics)
-        sums = accumulate(sums, metrics)
+        sums, window = accumulate(sums, metrics), accumulate(window, metrics)
         host_step += 1
+        bar.update()
         if first_step:
           # Keep compilation out of images/s: time from the end of the first step.
           jax.block_until_ready(metrics)
           first_step, tick = False, time.perf_counter()
         else:
           self.timer["images"] += self.batch_size
-        if log_every and host_step % log_every == 0:
-          partial = summarize(sums)
-          logging.info("step %d: train loss %.4f accuracy %.4f", host_step,
-                       partial["loss"], partial["accuracy"])
-        if host_step % check_every == 0 and divergence.train_reason(summarize(sums), bound):
-          break  # recorded below
+        if host_step % check_every == 0:
+          self._report_steps(window, host_step, bar, log=bool(log_every))
+          window = None
+          if divergence.train_reason(summarize(sums), bound):
+            break  # recorded below
         if eval_steps and host_step % eval_steps == 0 and host_step < final_step:
           train = summarize(sums)
           if divergence.train_reason(train, bound):
@@ -286,6 +300,24 @@ class _Run:
       state = self._write_eval_row(state, None, epoch=num_epochs, step=int(state.step),
                                    final=True)
     return "done", num_epochs, state
+
+  def _report_steps(self, window, step: int, bar, log: bool) -> dict[str, Any]:
+    """The mean loss and accuracy of the steps since the last check, as
+    ``train_step/*`` TensorBoard scalars, the progress display and (``log``) a log line."""
+    recent = summarize(window)
+    rate = bar.format_dict.get("rate")  # tqdm's smoothed steps/s; None before it knows
+    lr = float(self.schedule(max(step - 1, 0)))
+    self.writer.write_scalars(step, {
+        "train_step/loss": recent["loss"], "train_step/accuracy": recent["accuracy"],
+        "train_step/learning_rate": lr,
+        "train_step/steps_per_sec": rate,
+        "train_step/images_per_sec": rate * self.batch_size if rate else None})
+    progress.postfix(bar, loss=f"{recent['loss']:.4f}", acc=f"{recent['accuracy']:.3f}",
+                     **({"img/s": f"{rate * self.batch_size:.0f}"} if rate else {}))
+    if log:
+      logging.info("step %d: train loss %.4f accuracy %.4f (last %d examples)", step,
+                   recent["loss"], recent["accuracy"], recent["count"])
+    return recent
 
   def _train_row(self, train: dict[str, Any] | None, epoch: float, step: int) -> dict[str, Any]:
     """The training part of a row; resets the throughput counters."""

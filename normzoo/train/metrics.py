@@ -114,6 +114,15 @@ class MetricsWriter:
         self._tb.add_scalar(key, value, global_step=step)
     self._tb.flush()
 
+  def write_scalars(self, step: int, values: dict[str, float]) -> None:
+    """TensorBoard scalars between evaluations (e.g. ``train_step/loss``); not in metrics.jsonl."""
+    if not self.enabled:
+      return
+    for key, value in values.items():
+      if value is not None and math.isfinite(value):
+        self._tb.add_scalar(key, value, global_step=step)
+    self._tb.flush()
+
   def last_row(self) -> dict[str, Any] | None:
     return self.rows[-1] if self.rows else None
 

@@ -61,7 +61,7 @@ def test_config_help_lists_every_default_field(tmp_path):
   # Oracle: the fields of configs/default.py's own get_config().
   sys.path.insert(0, str(ROOT))
   try:
-    from configs import default
+    from normzoo.configs import default
   finally:
     sys.path.pop(0)
   for field in default.get_config().keys():

@@ -75,7 +75,7 @@ def test_instantiate_norm_passes_only_what_the_module_takes(norm, train, expecte
 _CONFIG = '''
 import flax.linen as nn
 import normzoo
-from configs import synthetic
+from normzoo.configs import synthetic
 
 
 @normzoo.register_norm("my_scale")

@@ -20,7 +20,7 @@ ray = pytest.importorskip("ray", reason="Ray is part of the 'test' extra")
 # clusters never share the CPUs.
 
 SWEEP = textwrap.dedent("""
-    from configs import synthetic
+    from normzoo.configs import synthetic
     from normzoo.sweeps import grid
 
     def get_config():
@@ -41,7 +41,7 @@ SWEEP = textwrap.dedent("""
 # every Ray test is in this file): Ray's address="auto" also finds a cluster
 # of another process by its processes, so this test must not run beside one.
 NO_CLUSTER_SWEEP = textwrap.dedent("""
-    from configs import synthetic
+    from normzoo.configs import synthetic
     from normzoo.sweeps import grid
 
     def get_config():

@@ -12,7 +12,7 @@ from normzoo.train import metrics as metrics_lib
 from normzoo.train import rundir
 
 SWEEP = textwrap.dedent("""
-    from configs import synthetic
+    from normzoo.configs import synthetic
     from normzoo.sweeps import grid
 
     def get_config():
@@ -77,7 +77,7 @@ def test_sweep_runs_skips_finished_records_failures_and_reports(tmp_path):
   assert failed == ["norm=batch,learning_rate=0.2,optimizer=bogus,seed=0"]
   assert "bogus" in results[failed[0]]["error"]
   assert all(r["status"] == "done" for n, r in results.items() if n not in failed)
-  assert any("[5/5 runs" in l and "1 failed" in l for l in lines)
+  assert any("5/5 runs" in l and "failed=1" in l and " left" in l for l in lines)
 
   # Re-running skips the four finished runs and retries only the failed one.
   calls = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import synthetic
+from normzoo.configs import synthetic
 
 
 def tiny_config(**overrides) -> ml_collections.ConfigDict:
