@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import textwrap
 import tomllib
 import zipfile
 
@@ -118,3 +119,27 @@ def test_installed_commands_run_from_any_directory(installed, tmp_path):
   bad = _command(installed, "normzoo-sweep", "--sweep=normzoo:nope", "--workdir=x",
                  cwd=tmp_path)
   assert bad.returncode == 1 and bad.stderr.startswith("error: --sweep=normzoo:nope"), bad
+
+
+def test_installed_sweep_of_a_users_own_file(installed, tmp_path):
+  # A sweep file outside any clone, starting from a shipped config; its
+  # worker subprocess must find normzoo (and normzoo.configs) installed.
+  sweep = tmp_path / "my_sweep.py"
+  sweep.write_text(textwrap.dedent("""
+      from normzoo.configs import synthetic
+      from normzoo.sweeps import grid
+
+      def get_config():
+        c = synthetic.get_config()
+        c.num_epochs = 1
+        c.train_examples = 128
+        c.test_examples = 64
+        return c
+
+      def get_sweep():
+        return grid(norm=["layer"], seed=[0])
+      """))
+  proc = _command(installed, "normzoo-sweep", f"--sweep={sweep}", "--workdir=out",
+                  cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "finished: 1 runs, 0 failed" in proc.stdout
