@@ -31,6 +31,7 @@ from normzoo.train import metrics as metrics_lib
 from normzoo.train import rundir
 
 REPORT_FILE = "report.md"
+ANALYSIS_FILE = "analysis.md"  # hand-written, kept when the report is regenerated
 # Kept for callers of the old name; the function lives in stats (no import cycle).
 mean_std = stats.mean_std
 
@@ -221,14 +222,23 @@ def markdown_table(summaries: list[dict[str, Any]], spec: dict[str, Any] | None 
   return "\n".join(lines)
 
 
-def write_report(workdir: str, title: str = "", command: str = "") -> str:
-  """Writes ``report.md`` and the PNG plots into the sweep directory; returns the path."""
+def write_report(workdir: str, title: str = "", command: str = "",
+                 out_dir: str | None = None) -> str:
+  """Writes ``report.md`` and the PNG plots of ``workdir``; returns the report's path.
+
+  They go to ``out_dir`` (default: ``workdir`` itself), e.g. ``reports/NAME``.
+  A hand-written ``analysis.md`` there (the setting, the measurement's
+  commit, hardware and wall time, what the data says, a ``Verdict:`` line)
+  is appended, so regenerating the tables keeps it.
+  """
   from normzoo.sweeps import plots  # matplotlib is imported only when plotting
 
   manifest, records = collect(workdir)
+  out_dir = out_dir or workdir
+  os.makedirs(out_dir, exist_ok=True)
   spec = manifest.get("report", {})
   summaries = group(records, spec)
-  images = plots.write_plots(workdir, summaries, spec)
+  images = plots.write_plots(out_dir, summaries, spec)
   title = title or spec.get("title") or f"Sweep {manifest['sweep_file']}"
   lines = [f"# {title}", ""]
   if spec.get("claim"):
@@ -247,7 +257,11 @@ def write_report(workdir: str, title: str = "", command: str = "") -> str:
     lines += ["## Failed runs", ""]
     lines += [f"- `{r['name']}`: {r['result'].get('error', '')}" for r in failures]
     lines.append("")
-  path = os.path.join(workdir, REPORT_FILE)
+  analysis = os.path.join(out_dir, ANALYSIS_FILE)
+  if os.path.isfile(analysis):
+    with open(analysis) as f:
+      lines += [f.read().rstrip(), ""]
+  path = os.path.join(out_dir, REPORT_FILE)
   with open(path, "w") as f:
     f.write("\n".join(lines))
   return path
