@@ -10,5 +10,6 @@ from normzoo.norms import *  # noqa: F401,F403  (the public API: normzoo.norms._
 from normzoo import nnx  # noqa: E402  (after the linen API it builds on)
 
 __version__ = "0.1.0"
+__getattr__ = _norms.__getattr__  # deprecated names (normzoo/norms/__init__.py)
 
 __all__ = [*_norms.__all__, "nnx"]

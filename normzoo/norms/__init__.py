@@ -4,8 +4,9 @@
 """
 
 from normzoo.norms import variants
-from normzoo.norms.conv import (CONVS, WeightStandardizedConv, available_convs, get_conv,
-                                weight_standardized_conv)
+import warnings
+
+from normzoo.norms.conv import CONVS, WeightStandardizedConv, available_convs, get_conv
 from normzoo.norms.folding import fold_batch_norm
 from normzoo.norms.functional import batch_norm, group_norm, instance_norm, layer_norm
 from normzoo.norms.modules import BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm
@@ -32,10 +33,22 @@ __all__ = sorted([
     "BackendPolicy", "backend_policy", "current_policy",
     # convolutions, PreciseBN, folding, Pallas kernels (GPU, last axis)
     "CONVS", "WeightStandardizedConv", "available_convs", "get_conv", "standardize_kernel",
-    "weight_standardized_conv", "fold_batch_norm", "precise_batch_stats", "pallas_layer_norm",
+    "fold_batch_norm", "precise_batch_stats", "pallas_layer_norm",
     "pallas_rms_norm",
     # weight reparametrizations (layer wrappers)
     "REPARAMS", "SpectralNorm", "WeightNorm", "available_reparams", "get_reparam",
     "spectral_normalize", "weight_normalize",
     *variants.__all__,
 ])
+
+# Old names kept importable for a while, with a DeprecationWarning naming the new one.
+_DEPRECATED = {"weight_standardized_conv": "WeightStandardizedConv"}
+
+
+def __getattr__(name: str):
+  if name in _DEPRECATED:
+    new = _DEPRECATED[name]
+    warnings.warn(f"normzoo.{name} is deprecated (a lowercase alias of a class); use "
+                  f"normzoo.{new}", DeprecationWarning, stacklevel=2)
+    return globals()[new]
+  raise AttributeError(f"module 'normzoo' has no attribute {name!r}")

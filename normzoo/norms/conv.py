@@ -17,8 +17,7 @@ from normzoo.norms.weight_std import standardize_kernel
 
 Array = jax.Array
 
-__all__ = ["CONVS", "WeightStandardizedConv", "available_convs", "get_conv",
-           "weight_standardized_conv"]
+__all__ = ["CONVS", "WeightStandardizedConv", "available_convs", "get_conv"]
 
 
 class WeightStandardizedConv(nn.Conv):
@@ -43,8 +42,6 @@ class WeightStandardizedConv(nn.Conv):
     value = super().param(name, init_fn, *init_args, unbox=unbox, **init_kwargs)
     return standardize_kernel(value, self.epsilon) if name == "kernel" else value
 
-
-weight_standardized_conv = WeightStandardizedConv
 
 CONVS: dict[str, Callable[..., nn.Module]] = {
     "standard": nn.Conv,

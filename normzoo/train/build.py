@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from normzoo.models import get_model
 from normzoo.norms.conv import get_conv
 from normzoo.norms.registry import get_norm, uses_batch_statistics
-from normzoo.train.step import AXIS
+from normzoo.train.distributed import AXIS
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

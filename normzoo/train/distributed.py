@@ -21,7 +21,9 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from normzoo.train.step import AXIS
+# The data-parallel mesh axis: the mesh below, the steps' collectives and the
+# normalizers' ``axis_name`` all name it from here.
+AXIS = "batch"
 
 
 def maybe_initialize(config: Any) -> bool:

@@ -36,7 +36,7 @@ from normzoo.train.checkpoint import Checkpointer
 from normzoo.train.evaluate import accumulate, evaluate, summarize
 from normzoo.train.metrics import MetricsWriter
 from normzoo.train.optim import make_optimizer, make_schedule
-from normzoo.train.precise import make_precise_bn
+from normzoo.train.precise_bn import make_precise_bn
 from normzoo.train.state import count_params, create_train_state
 from normzoo.train.step import make_eval_step, make_train_step
 from normzoo.train.validate import validate_config

@@ -37,9 +37,9 @@ from jax import lax
 from jax.sharding import Mesh, PartitionSpec as P
 
 from normzoo.data import augment_batch
+from normzoo.train.distributed import AXIS
 from normzoo.train.state import TrainState
 
-AXIS = "batch"
 Metrics = dict[str, jax.Array]
 
 

@@ -58,7 +58,13 @@ def test_ws_conv_trains_the_raw_kernel_and_ignores_its_scale():
 def test_conv_registry():
   assert normzoo.get_conv("standard") is nn.Conv
   assert normzoo.get_conv("ws") is normzoo.WeightStandardizedConv
-  assert normzoo.weight_standardized_conv is normzoo.WeightStandardizedConv
+  with pytest.warns(DeprecationWarning, match="use normzoo.WeightStandardizedConv"):
+    assert normzoo.weight_standardized_conv is normzoo.WeightStandardizedConv
+  with pytest.warns(DeprecationWarning):
+    assert normzoo.norms.weight_standardized_conv is normzoo.WeightStandardizedConv
+  assert "weight_standardized_conv" not in normzoo.__all__
+  with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+    normzoo.nonexistent  # noqa: B018
   assert normzoo.get_conv("ws", epsilon=1e-3)(4, (3, 3)).epsilon == 1e-3
   assert normzoo.available_convs() == sorted(normzoo.CONVS) == ["standard", "ws"]
   with pytest.raises(ValueError, match="unknown conv 'weight_std'.*standard, ws"):

@@ -19,7 +19,7 @@ from jax.sharding import PartitionSpec as P
 from normzoo.data import Dataset, epoch_batches, prefetch_to_device
 from normzoo.norms.precise import precise_batch_stats
 from normzoo.train.state import TrainState
-from normzoo.train.step import AXIS
+from normzoo.train.distributed import AXIS
 
 
 def make_precise_bn(config: Any, model: Any, mesh: Mesh, dataset: Dataset,
